@@ -1,1 +1,140 @@
-//! Shared fixtures for Starling's integration tests.
+//! Shared fixtures for Starling's integration tests: real nodes on `127.0.0.1:0`, real sockets.
+//!
+//! Layout: [`TestNode`] starts a node with the WebSocket endpoint in-process; [`hs256_token`]
+//! and friends mint the tokens clients present; [`eventually`] waits on a condition with a
+//! deadline (tests never sleep to synchronise).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use starling_config::Config;
+use starling_node::Node;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running single node, serving its client plane on an OS-assigned port.
+pub struct TestNode {
+    /// The node's runtime handle (room and connection counts, metrics).
+    pub node: Node,
+    /// Where the client plane listens.
+    pub http_addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestNode {
+    /// Starts a node configured by `config_toml` (a Starling TOML config; `node.http_addr` and
+    /// `node.data_dir` are replaced by test values).
+    pub async fn start(config_toml: &str) -> anyhow::Result<TestNode> {
+        let mut config = Config::from_toml_str(config_toml).context("test config")?;
+        Self::start_with(&mut config).await
+    }
+
+    /// Starts a node from an already-built configuration.
+    pub async fn start_with(config: &mut Config) -> anyhow::Result<TestNode> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        config.node.http_addr = "127.0.0.1:0".to_string();
+        config.node.data_dir =
+            std::env::temp_dir().join(format!("starling-test-{}-{n}", std::process::id()));
+        config.validate().context("test config is invalid")?;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let http_addr = listener.local_addr()?;
+        let node = Node::new(config.clone())?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(starling_gateway::serve(listener, node.clone(), async {
+            let _ = rx.await;
+        }));
+        Ok(TestNode {
+            node,
+            http_addr,
+            shutdown: Some(tx),
+            server: Some(server),
+        })
+    }
+
+    /// `ws://127.0.0.1:PORT/connection/websocket`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/connection/websocket", self.http_addr)
+    }
+
+    /// Stops accepting, disconnects every client with `shutdown`, and waits for the server.
+    pub async fn stop(mut self) {
+        self.stop_inner().await;
+    }
+
+    async fn stop_inner(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.node.shutdown(Duration::from_secs(5)).await;
+        if let Some(server) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+        }
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// An HS256 connection token for user `sub`, optionally expiring at Unix second `exp`.
+pub fn hs256_token(secret: &str, sub: &str, exp: Option<i64>) -> String {
+    let mut claims = serde_json::json!({ "sub": sub });
+    if let Some(exp) = exp {
+        claims["exp"] = exp.into();
+    }
+    sign_hs256(secret, &claims)
+}
+
+/// An HS256 token with arbitrary claims.
+pub fn sign_hs256(secret: &str, claims: &serde_json::Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("HS256 signing with an in-memory secret cannot fail")
+}
+
+/// An HS256 subscription token for `sub` on `channel`.
+pub fn subscription_token(secret: &str, sub: &str, channel: &str, exp: Option<i64>) -> String {
+    let mut claims = serde_json::json!({ "sub": sub, "channel": channel });
+    if let Some(exp) = exp {
+        claims["exp"] = exp.into();
+    }
+    sign_hs256(secret, &claims)
+}
+
+/// Current Unix time in seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Polls `condition` until it holds or `within` passes; returns whether it held.
+pub async fn eventually<F, Fut>(within: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

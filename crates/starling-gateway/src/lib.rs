@@ -1,1 +1,15 @@
-//! placeholder
+//! Starling's client plane: the HTTP server that clients and operators talk to.
+//!
+//! Today it serves the Centrifugo-compatible WebSocket endpoint and the health probes; the
+//! server API, SSE/HTTP-streaming fallbacks and `/metrics` join it here.
+//!
+//! Layout:
+//! - `websocket` — `/connection/websocket`: upgrade, encoding negotiation, the socket loop
+//!   that feeds a connection actor and writes its outbound queue.
+//! - `server` — [`router`] and [`serve`], which take an already-bound listener and a shutdown
+//!   future so tests can bind `:0`.
+
+mod server;
+mod websocket;
+
+pub use server::{router, serve};

@@ -1,1 +1,30 @@
-//! placeholder
+//! The Starling node runtime: the actors that hold rooms and client connections, and the
+//! [`Node`] handle that ties them together.
+//!
+//! The runtime is transport-independent. A transport (the WebSocket endpoint in
+//! `starling-gateway`, later SSE and HTTP-streaming) calls [`Node::open_connection`], feeds
+//! every inbound message to the returned [`ConnectionHandle`] and writes whatever
+//! [`Outbound::next_batch`] yields.
+//!
+//! Layout:
+//! - `node` — [`Node`]: configuration, token verifiers, the room and connection tables.
+//! - `connection` — `ConnectionActor`: the Centrifugo protocol session of one client.
+//! - `room_actor` — `RoomActor`: a thin shell around `starling_room::Room`; fan-out.
+//! - `outbound` — [`Outbound`]: a connection's byte-bounded, coalescing write queue.
+//! - `metrics` — [`Metrics`] counters.
+//! - `error` — [`NodeError`] and the mapping to protocol codes.
+//! - `clock` — the only reads of the system clock.
+
+mod clock;
+mod connection;
+mod error;
+mod metrics;
+mod node;
+mod outbound;
+mod room_actor;
+
+pub use error::NodeError;
+pub use metrics::{Metrics, MetricsSnapshot};
+pub use node::{ConnectionHandle, Node};
+pub use outbound::{Batch, Close, Outbound, Overflow};
+pub use starling_room::{HistoryPage, HistoryQuery, PresenceStats};

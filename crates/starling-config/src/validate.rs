@@ -1,0 +1,375 @@
+//! Checks of values that parse but cannot work; each error names the key and the value.
+
+use std::collections::HashSet;
+
+use crate::config::{ChannelOptions, Config};
+use crate::error::ConfigError;
+
+impl Config {
+    /// Check the configuration as a whole. Returns the first problem found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.node.http_socket_addr()?;
+
+        let client = &self.client;
+        if client.ping_interval.is_zero() {
+            return Err(invalid(
+                "client.ping_interval",
+                quoted(&client.ping_interval),
+                "must be greater than zero",
+            ));
+        }
+        if client.pong_timeout.is_zero() {
+            return Err(invalid(
+                "client.pong_timeout",
+                quoted(&client.pong_timeout),
+                "must be greater than zero",
+            ));
+        }
+        // A pong is awaited within one ping cycle; a longer wait would overlap the next ping.
+        if client.pong_timeout >= client.ping_interval {
+            return Err(invalid(
+                "client.pong_timeout",
+                quoted(&client.pong_timeout),
+                "must be less than client.ping_interval",
+            ));
+        }
+        if client.queue_max_size == 0 {
+            return Err(invalid(
+                "client.queue_max_size",
+                "0".to_owned(),
+                "must be greater than zero",
+            ));
+        }
+        if self.websocket.message_size_limit == 0 {
+            return Err(invalid(
+                "websocket.message_size_limit",
+                "0".to_owned(),
+                "must be greater than zero",
+            ));
+        }
+
+        self.validate_channel()?;
+
+        let personal = &client.subscribe_to_user_personal_channel;
+        if personal.single_connection {
+            return Err(ConfigError::NotSupported {
+                key: "client.subscribe_to_user_personal_channel.single_connection".to_owned(),
+                value: "true".to_owned(),
+            });
+        }
+        if personal.enabled
+            && !personal.personal_channel_namespace.is_empty()
+            && !self
+                .channel
+                .namespaces
+                .iter()
+                .any(|ns| ns.name == personal.personal_channel_namespace)
+        {
+            return Err(invalid(
+                "client.subscribe_to_user_personal_channel.personal_channel_namespace",
+                quoted(&personal.personal_channel_namespace),
+                "no namespace of that name is defined in [[channel.namespaces]]",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_channel(&self) -> Result<(), ConfigError> {
+        let channel = &self.channel;
+        if channel.max_length == 0 {
+            return Err(invalid(
+                "channel.max_length",
+                "0".to_owned(),
+                "must be greater than zero",
+            ));
+        }
+        let separators = [
+            ("channel.namespace_boundary", &channel.namespace_boundary),
+            ("channel.user_boundary", &channel.user_boundary),
+            ("channel.user_separator", &channel.user_separator),
+        ];
+        for (key, value) in separators {
+            if value.is_empty() {
+                return Err(invalid(key, quoted(value), "must not be empty"));
+            }
+        }
+        // The private prefix may be empty (no private channels), but must not collide.
+        let mut marks = separators.to_vec();
+        if !channel.private_prefix.is_empty() {
+            marks.insert(0, ("channel.private_prefix", &channel.private_prefix));
+        }
+        for (i, (key, value)) in marks.iter().enumerate() {
+            if let Some((other, _)) = marks[..i].iter().find(|(_, v)| v == value) {
+                return Err(ConfigError::InvalidValue {
+                    key: (*key).to_owned(),
+                    value: quoted(value),
+                    reason: distinct_reason(other),
+                });
+            }
+        }
+
+        validate_options(&channel.without_namespace, "channel.without_namespace")?;
+        let mut seen = HashSet::new();
+        for (i, ns) in channel.namespaces.iter().enumerate() {
+            let key = format!("channel.namespaces[{i}].name");
+            if ns.name.is_empty() {
+                return Err(ConfigError::InvalidValue {
+                    key,
+                    value: quoted(&ns.name),
+                    reason: "namespace name must not be empty",
+                });
+            }
+            if !ns
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            {
+                return Err(ConfigError::InvalidValue {
+                    key,
+                    value: quoted(&ns.name),
+                    reason: "namespace name may only contain A-Z, a-z, 0-9, '_', '-' and '.'",
+                });
+            }
+            if !seen.insert(ns.name.as_str()) {
+                return Err(ConfigError::DuplicateNamespace {
+                    key,
+                    name: ns.name.clone(),
+                });
+            }
+            validate_options(&ns.options, &format!("channel.namespaces[{i}]"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks Centrifugo also makes: history needs both a size and a TTL, and recovery needs
+/// history to recover from.
+fn validate_options(options: &ChannelOptions, prefix: &str) -> Result<(), ConfigError> {
+    let has_size = options.history_size > 0;
+    let has_ttl = !options.history_ttl.is_zero();
+    if has_size && !has_ttl {
+        return Err(ConfigError::InvalidValue {
+            key: format!("{prefix}.history_ttl"),
+            value: quoted(&options.history_ttl),
+            reason: "history_size is set, so history_ttl must be greater than zero",
+        });
+    }
+    if has_ttl && !has_size {
+        return Err(ConfigError::InvalidValue {
+            key: format!("{prefix}.history_size"),
+            value: "0".to_owned(),
+            reason: "history_ttl is set, so history_size must be greater than zero",
+        });
+    }
+    if options.force_recovery && !has_size {
+        return Err(ConfigError::InvalidValue {
+            key: format!("{prefix}.force_recovery"),
+            value: "true".to_owned(),
+            reason: "recovery needs history: set history_size and history_ttl",
+        });
+    }
+    Ok(())
+}
+
+fn distinct_reason(other_key: &str) -> &'static str {
+    match other_key {
+        "channel.private_prefix" => "must differ from channel.private_prefix",
+        "channel.namespace_boundary" => "must differ from channel.namespace_boundary",
+        _ => "must differ from channel.user_boundary",
+    }
+}
+
+fn invalid(key: &str, value: String, reason: &'static str) -> ConfigError {
+    ConfigError::InvalidValue {
+        key: key.to_owned(),
+        value,
+        reason,
+    }
+}
+
+/// A value written as a TOML string, so the error shows exactly what was configured.
+fn quoted(value: &impl std::fmt::Display) -> String {
+    format!("{:?}", value.to_string())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::config::ChannelNamespace;
+    use crate::duration::GoDuration;
+
+    fn ns(name: &str) -> ChannelNamespace {
+        ChannelNamespace {
+            name: name.into(),
+            options: ChannelOptions::default(),
+        }
+    }
+
+    fn err_of(c: &Config) -> String {
+        c.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn default_config_is_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn bad_http_addr_names_key_and_value() {
+        let mut c = Config::default();
+        c.node.http_addr = "localhost".into();
+        let e = err_of(&c);
+        assert!(
+            e.contains("node.http_addr") && e.contains("\"localhost\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn zero_ping_interval_is_rejected() {
+        let mut c = Config::default();
+        c.client.ping_interval = GoDuration::ZERO;
+        let e = err_of(&c);
+        assert!(
+            e.contains("client.ping_interval") && e.contains("\"0s\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn zero_pong_timeout_is_rejected() {
+        let mut c = Config::default();
+        c.client.pong_timeout = GoDuration::ZERO;
+        assert!(err_of(&c).contains("client.pong_timeout"));
+    }
+
+    #[test]
+    fn pong_timeout_not_below_ping_interval_is_rejected() {
+        let mut c = Config::default();
+        c.client.pong_timeout = GoDuration::from_secs(30);
+        let e = err_of(&c);
+        assert!(
+            e.contains("client.pong_timeout") && e.contains("\"30s\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn zero_sizes_are_rejected() {
+        let mut c = Config::default();
+        c.client.queue_max_size = 0;
+        assert!(err_of(&c).contains("client.queue_max_size"));
+        let mut c = Config::default();
+        c.websocket.message_size_limit = 0;
+        assert!(err_of(&c).contains("websocket.message_size_limit"));
+        let mut c = Config::default();
+        c.channel.max_length = 0;
+        assert!(err_of(&c).contains("channel.max_length"));
+    }
+
+    #[test]
+    fn namespace_names_are_checked() {
+        let mut c = Config::default();
+        c.channel.namespaces = vec![ns("chat"), ns("")];
+        assert!(err_of(&c).contains("channel.namespaces[1].name"));
+
+        c.channel.namespaces = vec![ns("v1.chat")];
+        c.validate().unwrap();
+
+        c.channel.namespaces = vec![ns("chat room")];
+        let e = err_of(&c);
+        assert!(
+            e.contains("channel.namespaces[0].name") && e.contains("\"chat room\""),
+            "{e}"
+        );
+
+        c.channel.namespaces = vec![ns("a-b_C9"), ns("x"), ns("x")];
+        let e = c.validate().unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::DuplicateNamespace { key, name }
+                if key == "channel.namespaces[2].name" && name == "x"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn boundaries_must_be_non_empty_and_distinct() {
+        let mut c = Config::default();
+        c.channel.user_boundary = String::new();
+        assert!(err_of(&c).contains("channel.user_boundary"));
+
+        let mut c = Config::default();
+        c.channel.user_separator = ":".into();
+        let e = err_of(&c);
+        assert!(
+            e.contains("channel.user_separator") && e.contains("namespace_boundary"),
+            "{e}"
+        );
+
+        let mut c = Config::default();
+        c.channel.namespace_boundary = "$".into();
+        assert!(err_of(&c).contains("channel.namespace_boundary"));
+
+        let mut c = Config::default();
+        c.channel.private_prefix = String::new();
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn personal_channel_namespace_must_exist() {
+        let mut c = Config::default();
+        c.client.subscribe_to_user_personal_channel.enabled = true;
+        c.client
+            .subscribe_to_user_personal_channel
+            .personal_channel_namespace = "personal".into();
+        let e = err_of(&c);
+        assert!(
+            e.contains("personal_channel_namespace") && e.contains("\"personal\""),
+            "{e}"
+        );
+        c.channel.namespaces.push(ns("personal"));
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn history_needs_both_size_and_ttl() {
+        let mut c = Config::default();
+        c.channel.without_namespace.history_size = 10;
+        let e = err_of(&c);
+        assert!(e.contains("channel.without_namespace.history_ttl"), "{e}");
+
+        let mut c = Config::default();
+        let mut n = ns("chat");
+        n.options.history_ttl = GoDuration::from_secs(60);
+        c.channel.namespaces.push(n);
+        let e = err_of(&c);
+        assert!(e.contains("channel.namespaces[0].history_size"), "{e}");
+    }
+
+    #[test]
+    fn recovery_needs_history() {
+        let mut c = Config::default();
+        let mut n = ns("chat");
+        n.options.force_recovery = true;
+        c.channel.namespaces.push(n);
+        let e = err_of(&c);
+        assert!(e.contains("channel.namespaces[0].force_recovery"), "{e}");
+        c.channel.namespaces[0].options.history_size = 5;
+        c.channel.namespaces[0].options.history_ttl = GoDuration::from_secs(5);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn single_connection_is_not_supported_yet() {
+        let mut c = Config::default();
+        c.client
+            .subscribe_to_user_personal_channel
+            .single_connection = true;
+        let e = err_of(&c);
+        assert!(
+            e.contains("single_connection") && e.contains("not supported"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,145 @@
+//! The WebSocket transport: Centrifugo client protocol v2 over `/connection/websocket`.
+//!
+//! JSON by default; Protobuf when the client offers the `centrifuge-protobuf` subprotocol.
+//! One task per connection runs the socket: it hands inbound messages to the connection actor
+//! and writes the outbound queue, one WebSocket message per batch (coalesced writes).
+
+use std::net::SocketAddr;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::response::Response;
+use bytes::Bytes;
+use starling_node::{Close, ConnectionHandle, Node, NodeError};
+use starling_protocol::{DisconnectCode, Encoding, FrameBuilder, PROTOBUF_SUBPROTOCOL};
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tracing::{debug, info, warn};
+
+/// WebSocket close code for a message over `websocket.message_size_limit` (RFC 6455 1009,
+/// which is what Centrifugo's WebSocket library sends too).
+const CLOSE_MESSAGE_TOO_BIG: u16 = 1009;
+/// Read buffer when `websocket.read_buffer_size` is 0: small, because most connections are
+/// idle most of the time and tungstenite grows the buffer for larger messages.
+const DEFAULT_READ_BUFFER: usize = 4096;
+
+pub(crate) async fn websocket(
+    State(node): State<Node>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let ws = &node.config().websocket;
+    let limit = ws.message_size_limit;
+    let read_buffer = if ws.read_buffer_size == 0 {
+        DEFAULT_READ_BUFFER
+    } else {
+        ws.read_buffer_size
+    };
+    let upgrade = upgrade
+        .protocols([PROTOBUF_SUBPROTOCOL])
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .read_buffer_size(read_buffer)
+        // Each batch is already one coalesced message; write it out at once.
+        .write_buffer_size(ws.write_buffer_size);
+    let encoding = if upgrade.selected_protocol().is_some() {
+        Encoding::Protobuf
+    } else {
+        Encoding::Json
+    };
+    upgrade.on_upgrade(move |socket| run_socket(node, socket, encoding, remote))
+}
+
+async fn run_socket(node: Node, mut socket: WebSocket, encoding: Encoding, remote: SocketAddr) {
+    let handle = match node.open_connection(encoding, Some(remote)).await {
+        Ok(handle) => handle,
+        Err(error) => {
+            info!(%remote, %error, "connection refused");
+            let close: Close = match error {
+                NodeError::ConnectionLimit { .. } => DisconnectCode::ConnectionLimit.into(),
+                _ => DisconnectCode::ServerError.into(),
+            };
+            let _ = socket.send(close_message(close)).await;
+            return;
+        }
+    };
+    debug!(client = %handle.client_id, %remote, ?encoding, "websocket open");
+    pump(&mut socket, &handle, encoding).await;
+    debug!(client = %handle.client_id, "websocket closed");
+    handle.closed().await;
+}
+
+/// Moves messages both ways until either side ends the connection.
+async fn pump(socket: &mut WebSocket, handle: &ConnectionHandle, encoding: Encoding) {
+    loop {
+        tokio::select! {
+            batch = handle.outbound.next_batch() => {
+                if !batch.frames.is_empty() {
+                    let Some(message) = transport_message(encoding, &batch.frames) else {
+                        return;
+                    };
+                    if socket.send(message).await.is_err() {
+                        return;
+                    }
+                }
+                if let Some(close) = batch.close {
+                    let _ = socket.send(close_message(close)).await;
+                    return;
+                }
+            }
+            inbound = socket.recv() => match inbound {
+                Some(Ok(Message::Text(text))) => handle.inbound(Bytes::from(Message::Text(text).into_data())),
+                Some(Ok(Message::Binary(data))) => handle.inbound(data),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(_))) | None => return,
+                Some(Err(error)) => {
+                    let inner = error.into_inner();
+                    match inner.downcast_ref::<WsError>() {
+                        Some(WsError::Capacity(CapacityError::MessageTooLong { size, max_size })) => {
+                            info!(client = %handle.client_id, size, max_size, "message over size limit");
+                            let _ = socket
+                                .send(Message::Close(Some(CloseFrame {
+                                    code: CLOSE_MESSAGE_TOO_BIG,
+                                    reason: Utf8Bytes::from_static("message too big"),
+                                })))
+                                .await;
+                        }
+                        _ => debug!(client = %handle.client_id, error = %inner, "websocket read error"),
+                    }
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// One WebSocket message holding every frame of a batch: a text message of newline-separated
+/// JSON replies, or a binary message of length-delimited Protobuf replies.
+fn transport_message(encoding: Encoding, frames: &[Bytes]) -> Option<Message> {
+    let payload = if let [single] = frames {
+        single.clone()
+    } else {
+        let mut builder = FrameBuilder::new(encoding);
+        for frame in frames {
+            builder.push(frame);
+        }
+        builder.finish()
+    };
+    match encoding {
+        Encoding::Protobuf => Some(Message::Binary(payload)),
+        Encoding::Json => match Utf8Bytes::try_from(payload) {
+            Ok(text) => Some(Message::Text(text)),
+            Err(error) => {
+                // Our JSON encoder only emits UTF-8; reaching this is a bug worth a loud log.
+                warn!(%error, "outbound JSON frame is not UTF-8");
+                None
+            }
+        },
+    }
+}
+
+fn close_message(close: Close) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: close.code,
+        reason: Utf8Bytes::from_static(close.reason),
+    }))
+}

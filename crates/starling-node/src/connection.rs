@@ -1,0 +1,925 @@
+//! `ConnectionActor`: one per client connection, transport-independent.
+//!
+//! It owns the protocol session (token claims, subscriptions, heartbeat state) and answers
+//! commands. It never writes to a socket: replies go into the connection's [`Outbound`] queue,
+//! which the transport drains. Subscribe replies are queued by the room itself (see
+//! `room_actor`), so a publication can never overtake the reply that starts its subscription.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use starling_auth::TokenError;
+use starling_config::{ChannelOptions, ResolvedChannel};
+use starling_protocol::{
+    ClientInfo, Command, ConnectRequest, ConnectResult, DisconnectCode, Encoding, ErrorCode,
+    HistoryRequest, HistoryResult, Method, PingResult, PresenceResult, PresenceStatsResult,
+    Publication, PublishRequest, PublishResult, RefreshRequest, RefreshResult, Reply,
+    StreamPosition, SubRefreshRequest, SubRefreshResult, SubscribeRequest, SubscribeResult,
+    UnsubscribeResult, decode_commands_limited, encode_reply,
+};
+use starling_room::HistoryQuery;
+use tracing::{debug, info, warn};
+
+use crate::clock::unix_now_secs;
+use crate::error::CommandError;
+use crate::node::Node;
+use crate::outbound::Outbound;
+use crate::room_actor::{SubscribeParams, Subscriber};
+
+/// Most commands one transport message may carry; more is a bad request.
+const MAX_COMMANDS_PER_FRAME: usize = 256;
+/// A connection that has not sent `connect` by then is closed as stale (3502).
+const STALE_CLOSE_DELAY: Duration = Duration::from_secs(10);
+
+/// Messages a connection actor handles.
+#[derive(Debug)]
+pub(crate) enum ConnectionMsg {
+    /// One transport message from the client (may hold several commands).
+    Inbound(Bytes),
+    /// The transport ended (client closed, network error, or our own close completed).
+    TransportClosed,
+    /// The node asks this connection to go (shutdown, admin disconnect).
+    Disconnect(DisconnectCode),
+    /// Heartbeat: time to send the server ping.
+    Ping,
+    /// Heartbeat: the pong for ping number `.0` is due by now.
+    PongDeadline(u64),
+    /// The connection token may have expired.
+    ExpiryCheck,
+    /// The subscription token of a channel may have expired.
+    SubExpiryCheck(String),
+    /// No `connect` yet? Then close as stale.
+    StaleCheck,
+}
+
+pub(crate) struct ConnectionActor;
+
+pub(crate) struct ConnectionArgs {
+    pub(crate) node: Node,
+    pub(crate) client_id: Arc<str>,
+    pub(crate) encoding: Encoding,
+    pub(crate) outbound: Outbound,
+    pub(crate) remote: Option<SocketAddr>,
+}
+
+pub(crate) struct ConnectionState {
+    node: Node,
+    client_id: Arc<str>,
+    encoding: Encoding,
+    outbound: Outbound,
+    remote: Option<SocketAddr>,
+    session: Option<Session>,
+    awaiting_pong: bool,
+    ping_seq: u64,
+}
+
+/// What a successful `connect` establishes.
+struct Session {
+    user: String,
+    conn_info: Bytes,
+    /// Unix seconds; `None` = the token never expires.
+    expires_at: Option<i64>,
+    /// Channels the connection token grants (`channels` claim).
+    token_channels: Vec<String>,
+    subscriptions: HashMap<String, Subscription>,
+}
+
+struct Subscription {
+    chan_info: Bytes,
+    expires_at: Option<i64>,
+}
+
+impl Actor for ConnectionActor {
+    type Msg = ConnectionMsg;
+    type State = ConnectionState;
+    type Arguments = ConnectionArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<ConnectionMsg>,
+        args: ConnectionArgs,
+    ) -> Result<ConnectionState, ActorProcessingErr> {
+        let _ = myself.send_after(STALE_CLOSE_DELAY, || ConnectionMsg::StaleCheck);
+        Ok(ConnectionState {
+            node: args.node,
+            client_id: args.client_id,
+            encoding: args.encoding,
+            outbound: args.outbound,
+            remote: args.remote,
+            session: None,
+            awaiting_pong: false,
+            ping_seq: 0,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<ConnectionMsg>,
+        state: &mut ConnectionState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.leave_all_rooms();
+        // Make sure the transport ends too when the actor is the one going first.
+        state
+            .outbound
+            .close(DisconnectCode::ConnectionClosed.into(), true);
+        state.node.forget_connection(&state.client_id);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<ConnectionMsg>,
+        msg: ConnectionMsg,
+        state: &mut ConnectionState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ConnectionMsg::Inbound(frame) => state.on_frame(&myself, frame).await,
+            ConnectionMsg::TransportClosed => myself.stop(None),
+            ConnectionMsg::Disconnect(code) => state.disconnect(&myself, code),
+            ConnectionMsg::Ping => state.on_ping(&myself),
+            ConnectionMsg::PongDeadline(seq) => state.on_pong_deadline(&myself, seq),
+            ConnectionMsg::ExpiryCheck => state.on_expiry_check(&myself),
+            ConnectionMsg::SubExpiryCheck(channel) => state.on_sub_expiry_check(&channel),
+            ConnectionMsg::StaleCheck => {
+                if state.session.is_none() {
+                    debug!(client = %state.client_id, "no connect command in time");
+                    state.disconnect(&myself, DisconnectCode::Stale);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ConnectionState {
+    async fn on_frame(&mut self, myself: &ActorRef<ConnectionMsg>, frame: Bytes) {
+        if self.outbound.is_closing() {
+            return;
+        }
+        let commands = match decode_commands_limited(self.encoding, &frame, MAX_COMMANDS_PER_FRAME)
+        {
+            Ok(commands) => commands,
+            Err(error) => {
+                info!(client = %self.client_id, remote = ?self.remote, %error, "malformed frame");
+                self.node
+                    .metrics()
+                    .error_code(u32::from(DisconnectCode::BadRequest.code()));
+                self.disconnect(myself, DisconnectCode::BadRequest);
+                return;
+            }
+        };
+        for command in commands {
+            let id = command.id;
+            match self.on_command(myself, command).await {
+                Ok(Some(reply)) => self.send_reply(reply),
+                Ok(None) => {}
+                Err(CommandError::Reply(code)) => {
+                    self.node.metrics().error_code(code.code());
+                    self.send_reply(Reply::error(id, code.to_error()));
+                }
+                Err(CommandError::Disconnect(code)) => {
+                    self.node.metrics().error_code(u32::from(code.code()));
+                    self.disconnect(myself, code);
+                }
+            }
+            if self.outbound.is_closing() {
+                break;
+            }
+        }
+    }
+
+    async fn on_command(
+        &mut self,
+        myself: &ActorRef<ConnectionMsg>,
+        command: Command,
+    ) -> Result<Option<Reply>, CommandError> {
+        let id = command.id;
+        let method = command.method();
+        if self.session.is_none() && !matches!(method, Method::Connect) {
+            // Protocol v2: connect comes first; anything else is a client bug.
+            return Err(CommandError::Disconnect(DisconnectCode::BadRequest));
+        }
+        if id == 0 && !matches!(method, Method::Empty | Method::Send) {
+            return Err(CommandError::Disconnect(DisconnectCode::BadRequest));
+        }
+        let reply = |reply: Reply| Ok(Some(Reply { id, ..reply }));
+        match method {
+            Method::Empty => {
+                // Protocol v2 pong. An empty command carrying an id is nothing we know.
+                if id != 0 {
+                    return Err(CommandError::Reply(ErrorCode::MethodNotFound));
+                }
+                self.awaiting_pong = false;
+                Ok(None)
+            }
+            Method::Connect => {
+                let request = command.connect.unwrap_or_default();
+                self.connect(myself, id, request).await?;
+                Ok(None)
+            }
+            Method::Subscribe => {
+                let request = command.subscribe.unwrap_or_default();
+                self.subscribe(myself, id, request).await?;
+                Ok(None)
+            }
+            Method::Unsubscribe => {
+                let channel = command.unsubscribe.unwrap_or_default().channel;
+                self.unsubscribe(&channel);
+                reply(Reply {
+                    unsubscribe: Some(UnsubscribeResult::default()),
+                    ..Reply::default()
+                })
+            }
+            Method::Publish => {
+                self.publish(command.publish.unwrap_or_default()).await?;
+                reply(Reply {
+                    publish: Some(PublishResult::default()),
+                    ..Reply::default()
+                })
+            }
+            Method::Presence => {
+                let result = self
+                    .presence(&command.presence.unwrap_or_default().channel)
+                    .await?;
+                reply(Reply {
+                    presence: Some(result),
+                    ..Reply::default()
+                })
+            }
+            Method::PresenceStats => {
+                let result = self
+                    .presence_stats(&command.presence_stats.unwrap_or_default().channel)
+                    .await?;
+                reply(Reply {
+                    presence_stats: Some(result),
+                    ..Reply::default()
+                })
+            }
+            Method::History => {
+                let result = self.history(command.history.unwrap_or_default()).await?;
+                reply(Reply {
+                    history: Some(result),
+                    ..Reply::default()
+                })
+            }
+            Method::Ping => reply(Reply {
+                ping: Some(PingResult::default()),
+                ..Reply::default()
+            }),
+            Method::Refresh => {
+                let result = self.refresh(myself, command.refresh.unwrap_or_default())?;
+                reply(Reply {
+                    refresh: Some(result),
+                    ..Reply::default()
+                })
+            }
+            Method::SubRefresh => {
+                let result = self.sub_refresh(myself, command.sub_refresh.unwrap_or_default())?;
+                reply(Reply {
+                    sub_refresh: Some(result),
+                    ..Reply::default()
+                })
+            }
+            // No backend proxy exists yet, so there is nothing to route RPCs to.
+            Method::Rpc => Err(CommandError::Reply(ErrorCode::NotAvailable)),
+            Method::Send => {
+                debug!(client = %self.client_id, "send dropped: no backend proxy configured");
+                Ok(None)
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- connect and refresh
+
+    async fn connect(
+        &mut self,
+        myself: &ActorRef<ConnectionMsg>,
+        id: u32,
+        request: ConnectRequest,
+    ) -> Result<(), CommandError> {
+        if self.session.is_some() {
+            return Err(CommandError::Disconnect(DisconnectCode::BadRequest));
+        }
+        let node = self.node.clone();
+        let config = node.config();
+        let now = unix_now_secs();
+        let (user, conn_info, expires_at, token_channels) = if request.token.is_empty() {
+            if !config.client.allow_anonymous_connect_without_token {
+                return Err(CommandError::Reply(ErrorCode::Unauthorized));
+            }
+            (String::new(), Bytes::new(), None, Vec::new())
+        } else {
+            let claims = self
+                .node
+                .connect_tokens()
+                .verify_connect(&request.token, now)
+                .map_err(|error| connect_token_error(&self.client_id, &error))?;
+            let expires_at = claims.expires_at();
+            (
+                claims.sub,
+                claims.info.unwrap_or_default(),
+                expires_at,
+                claims.channels,
+            )
+        };
+
+        self.session = Some(Session {
+            user,
+            conn_info,
+            expires_at,
+            token_channels,
+            subscriptions: HashMap::new(),
+        });
+
+        // Server-side subscriptions: the personal channel and the token's `channels`.
+        let mut server_channels: Vec<String> = Vec::new();
+        if let Some(session) = &self.session {
+            let personal = &config.client.subscribe_to_user_personal_channel;
+            if personal.enabled && !session.user.is_empty() {
+                server_channels.push(config.personal_channel(&session.user));
+            }
+            for channel in &session.token_channels {
+                if !server_channels.contains(channel) {
+                    server_channels.push(channel.clone());
+                }
+            }
+        }
+        let mut subs = std::collections::BTreeMap::new();
+        for channel in server_channels {
+            let recover = request.subs.get(&channel).cloned().unwrap_or_default();
+            match self.server_subscribe(&channel, recover).await {
+                Ok(result) => {
+                    subs.insert(channel, result);
+                }
+                Err(error) => {
+                    warn!(client = %self.client_id, %channel, ?error, "server-side subscription failed");
+                }
+            }
+        }
+
+        let ping = config.client.ping_interval.0;
+        let result = ConnectResult {
+            client: self.client_id.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            expires: expires_at.is_some(),
+            ttl: expires_at.map_or(0, |exp| ttl_secs(exp, now)),
+            subs,
+            ping: u32::try_from(ping.as_secs()).unwrap_or(u32::MAX),
+            pong: true,
+            node: self.node.name().to_string(),
+            time: if config.client.connect_include_server_time {
+                crate::clock::unix_now_ms()
+            } else {
+                0
+            },
+            ..ConnectResult::default()
+        };
+        let reply = Reply {
+            id,
+            connect: Some(result),
+            ..Reply::default()
+        };
+        match encode_reply(self.encoding, &reply) {
+            Ok(frame) => self.outbound.release(frame),
+            Err(error) => {
+                warn!(client = %self.client_id, %error, "cannot encode connect reply");
+                return Err(CommandError::Disconnect(DisconnectCode::ServerError));
+            }
+        }
+        self.schedule_ping(myself, ping);
+        if let Some(exp) = expires_at {
+            schedule_at(myself, exp, now, || ConnectionMsg::ExpiryCheck);
+        }
+        Ok(())
+    }
+
+    fn refresh(
+        &mut self,
+        myself: &ActorRef<ConnectionMsg>,
+        request: RefreshRequest,
+    ) -> Result<RefreshResult, CommandError> {
+        let now = unix_now_secs();
+        let claims = self
+            .node
+            .connect_tokens()
+            .verify_connect(&request.token, now)
+            .map_err(|error| connect_token_error(&self.client_id, &error))?;
+        let session = self.session_mut()?;
+        if claims.sub != session.user {
+            return Err(CommandError::Disconnect(DisconnectCode::InvalidToken));
+        }
+        session.expires_at = claims.expires_at();
+        let expires_at = session.expires_at;
+        if let Some(exp) = expires_at {
+            schedule_at(myself, exp, now, || ConnectionMsg::ExpiryCheck);
+        }
+        Ok(RefreshResult {
+            client: self.client_id.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            expires: expires_at.is_some(),
+            ttl: expires_at.map_or(0, |exp| ttl_secs(exp, now)),
+        })
+    }
+
+    fn on_expiry_check(&mut self, myself: &ActorRef<ConnectionMsg>) {
+        let expired = self
+            .session
+            .as_ref()
+            .and_then(|s| s.expires_at)
+            .is_some_and(|exp| exp <= unix_now_secs());
+        if expired {
+            self.disconnect(myself, DisconnectCode::Expired);
+        }
+    }
+
+    // ---------------------------------------------------------------- subscriptions
+
+    async fn subscribe(
+        &mut self,
+        myself: &ActorRef<ConnectionMsg>,
+        id: u32,
+        request: SubscribeRequest,
+    ) -> Result<(), CommandError> {
+        let channel = request.channel.clone();
+        if channel.is_empty() {
+            return Err(CommandError::Reply(ErrorCode::BadRequest));
+        }
+        let config = self.node.config();
+        let limit = config.client.channel_limit;
+        let session = self.session()?;
+        if session.subscriptions.contains_key(&channel) {
+            return Err(CommandError::Reply(ErrorCode::AlreadySubscribed));
+        }
+        if limit > 0 && session.subscriptions.len() >= limit {
+            return Err(CommandError::Reply(ErrorCode::LimitExceeded));
+        }
+        let resolved = config.resolve_channel(&channel)?;
+        let now = unix_now_secs();
+
+        let (chan_info, expires_at) = if request.token.is_empty() {
+            if !may_subscribe_without_token(session, &channel, &resolved) {
+                return Err(CommandError::Reply(ErrorCode::PermissionDenied));
+            }
+            (Bytes::new(), None)
+        } else {
+            let claims = self
+                .node
+                .subscription_tokens()
+                .verify_subscribe(&request.token, now)
+                .map_err(|error| subscription_token_error(&self.client_id, &error))?;
+            if claims.sub != session.user || claims.channel != channel {
+                return Err(CommandError::Reply(ErrorCode::PermissionDenied));
+            }
+            (claims.info.clone().unwrap_or_default(), claims.expires_at())
+        };
+
+        let params = self.subscribe_params(
+            resolved.options,
+            Some(id),
+            &request,
+            chan_info.clone(),
+            expires_at.map(|exp| ttl_secs(exp, now)),
+        );
+        self.node.subscribe(&channel, params).await?;
+        self.session_mut()?.subscriptions.insert(
+            channel.clone(),
+            Subscription {
+                chan_info,
+                expires_at,
+            },
+        );
+        if let Some(exp) = expires_at {
+            schedule_at(myself, exp, now, move || {
+                ConnectionMsg::SubExpiryCheck(channel.clone())
+            });
+        }
+        Ok(())
+    }
+
+    /// A subscription the server makes during connect; its result goes into the connect reply.
+    async fn server_subscribe(
+        &mut self,
+        channel: &str,
+        request: SubscribeRequest,
+    ) -> Result<SubscribeResult, CommandError> {
+        let config = self.node.config();
+        let resolved = config.resolve_channel(channel)?;
+        let params = self.subscribe_params(resolved.options, None, &request, Bytes::new(), None);
+        let result = self.node.subscribe(channel, params).await?;
+        self.session_mut()?.subscriptions.insert(
+            channel.to_string(),
+            Subscription {
+                chan_info: Bytes::new(),
+                expires_at: None,
+            },
+        );
+        Ok(result)
+    }
+
+    fn subscribe_params(
+        &self,
+        options: &ChannelOptions,
+        reply_id: Option<u32>,
+        request: &SubscribeRequest,
+        chan_info: Bytes,
+        expires_in: Option<u32>,
+    ) -> SubscribeParams {
+        let history = options.history_size > 0 && !options.history_ttl.0.is_zero();
+        let recoverable =
+            history && (options.force_recovery || (options.allow_recovery && request.recoverable));
+        let positioned = history
+            && (options.force_positioning || (options.allow_positioning && request.positioned));
+        let recover_from = (request.recover && recoverable).then(|| StreamPosition {
+            offset: request.offset,
+            epoch: request.epoch.clone(),
+        });
+        let (user, conn_info) = self
+            .session
+            .as_ref()
+            .map(|s| (s.user.clone(), s.conn_info.clone()))
+            .unwrap_or_default();
+        let presence = options.presence.then(|| ClientInfo {
+            user,
+            client: self.client_id.to_string(),
+            conn_info,
+            chan_info: chan_info.clone(),
+        });
+        SubscribeParams {
+            client_id: self.client_id.clone(),
+            subscriber: Subscriber {
+                outbound: self.outbound.clone(),
+                encoding: self.encoding,
+                join_leave: options.join_leave
+                    && (options.force_push_join_leave || request.join_leave),
+            },
+            reply_id,
+            recover_from,
+            recoverable,
+            positioned,
+            presence,
+            recovery_limit: self.node.config().client.recovery_max_publication_limit,
+            data: Bytes::new(),
+            expires_in,
+        }
+    }
+
+    fn sub_refresh(
+        &mut self,
+        myself: &ActorRef<ConnectionMsg>,
+        request: SubRefreshRequest,
+    ) -> Result<SubRefreshResult, CommandError> {
+        let now = unix_now_secs();
+        let claims = self
+            .node
+            .subscription_tokens()
+            .verify_subscribe(&request.token, now)
+            .map_err(|error| subscription_token_error(&self.client_id, &error))?;
+        let session = self.session_mut()?;
+        if claims.sub != session.user || claims.channel != request.channel {
+            return Err(CommandError::Reply(ErrorCode::PermissionDenied));
+        }
+        let Some(subscription) = session.subscriptions.get_mut(&request.channel) else {
+            return Err(CommandError::Reply(ErrorCode::BadRequest));
+        };
+        subscription.expires_at = claims.expires_at();
+        let expires_at = subscription.expires_at;
+        if let Some(exp) = expires_at {
+            let channel = request.channel.clone();
+            schedule_at(myself, exp, now, move || {
+                ConnectionMsg::SubExpiryCheck(channel.clone())
+            });
+        }
+        Ok(SubRefreshResult {
+            expires: expires_at.is_some(),
+            ttl: expires_at.map_or(0, |exp| ttl_secs(exp, now)),
+        })
+    }
+
+    fn on_sub_expiry_check(&mut self, channel: &str) {
+        let expired = self
+            .session
+            .as_ref()
+            .and_then(|s| s.subscriptions.get(channel))
+            .and_then(|sub| sub.expires_at)
+            .is_some_and(|exp| exp <= unix_now_secs());
+        if expired {
+            self.unsubscribe(channel);
+            self.send_reply(Reply::push(starling_protocol::Push {
+                channel: channel.to_string(),
+                unsubscribe: Some(starling_protocol::UnsubscribeCode::Expired.to_unsubscribe()),
+                ..Default::default()
+            }));
+        }
+    }
+
+    fn unsubscribe(&mut self, channel: &str) {
+        let removed = self
+            .session
+            .as_mut()
+            .and_then(|s| s.subscriptions.remove(channel));
+        if removed.is_some() {
+            self.node.unsubscribe(channel, self.client_id.clone());
+        }
+    }
+
+    fn leave_all_rooms(&mut self) {
+        if let Some(session) = self.session.as_mut() {
+            for (channel, _) in session.subscriptions.drain() {
+                self.node.unsubscribe(&channel, self.client_id.clone());
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- publish, presence, history
+
+    async fn publish(&mut self, request: PublishRequest) -> Result<(), CommandError> {
+        let config = self.node.config();
+        let resolved = config.resolve_channel(&request.channel)?;
+        let options = resolved.options;
+        let session = self.session()?;
+        let subscription = session.subscriptions.get(&request.channel);
+        if !permitted(
+            session,
+            subscription.is_some(),
+            options.allow_publish_for_client,
+            options.allow_publish_for_subscriber,
+            options.allow_publish_for_anonymous,
+        ) {
+            return Err(CommandError::Reply(ErrorCode::PermissionDenied));
+        }
+        let info = ClientInfo {
+            user: session.user.clone(),
+            client: self.client_id.to_string(),
+            conn_info: session.conn_info.clone(),
+            chan_info: subscription
+                .map(|s| s.chan_info.clone())
+                .unwrap_or_default(),
+        };
+        self.node
+            .publish(
+                &request.channel,
+                request.data,
+                Some(info),
+                Default::default(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Checks the `allow_*_for_client` / `_for_subscriber` / `_for_anonymous` triple of one
+    /// operation, the way Centrifugo's namespace options define it.
+    fn may_read(
+        &self,
+        channel: &str,
+        for_client: bool,
+        for_subscriber: bool,
+        for_anonymous: bool,
+    ) -> Result<(), CommandError> {
+        let session = self.session()?;
+        let subscribed = session.subscriptions.contains_key(channel);
+        if permitted(
+            session,
+            subscribed,
+            for_client,
+            for_subscriber,
+            for_anonymous,
+        ) {
+            Ok(())
+        } else {
+            Err(CommandError::Reply(ErrorCode::PermissionDenied))
+        }
+    }
+
+    async fn presence(&self, channel: &str) -> Result<PresenceResult, CommandError> {
+        let resolved = self.node.config().resolve_channel(channel)?;
+        let o = resolved.options;
+        if !o.presence {
+            return Err(CommandError::Reply(ErrorCode::NotAvailable));
+        }
+        self.may_read(
+            channel,
+            o.allow_presence_for_client,
+            o.allow_presence_for_subscriber,
+            o.allow_presence_for_anonymous,
+        )?;
+        let entries = self.node.presence(channel).await?;
+        Ok(PresenceResult {
+            presence: entries
+                .into_iter()
+                .map(|info| (info.client.clone(), info))
+                .collect(),
+        })
+    }
+
+    async fn presence_stats(&self, channel: &str) -> Result<PresenceStatsResult, CommandError> {
+        let resolved = self.node.config().resolve_channel(channel)?;
+        let o = resolved.options;
+        if !o.presence {
+            return Err(CommandError::Reply(ErrorCode::NotAvailable));
+        }
+        self.may_read(
+            channel,
+            o.allow_presence_for_client,
+            o.allow_presence_for_subscriber,
+            o.allow_presence_for_anonymous,
+        )?;
+        let stats = self.node.presence_stats(channel).await?;
+        Ok(PresenceStatsResult {
+            num_clients: stats.num_clients,
+            num_users: stats.num_users,
+        })
+    }
+
+    async fn history(&self, request: HistoryRequest) -> Result<HistoryResult, CommandError> {
+        let resolved = self.node.config().resolve_channel(&request.channel)?;
+        let o = resolved.options;
+        if o.history_size == 0 || o.history_ttl.0.is_zero() {
+            return Err(CommandError::Reply(ErrorCode::NotAvailable));
+        }
+        self.may_read(
+            &request.channel,
+            o.allow_history_for_client,
+            o.allow_history_for_subscriber,
+            o.allow_history_for_anonymous,
+        )?;
+        let page = self
+            .node
+            .history(
+                &request.channel,
+                HistoryQuery {
+                    since: request.since,
+                    limit: request.limit,
+                    reverse: request.reverse,
+                },
+            )
+            .await?;
+        Ok(HistoryResult {
+            publications: page
+                .publications
+                .iter()
+                .map(|p| Publication::clone(p))
+                .collect(),
+            epoch: page.position.epoch,
+            offset: page.position.offset,
+        })
+    }
+
+    // ---------------------------------------------------------------- heartbeat and plumbing
+
+    fn schedule_ping(&self, myself: &ActorRef<ConnectionMsg>, after: Duration) {
+        if !after.is_zero() {
+            let _ = myself.send_after(after, || ConnectionMsg::Ping);
+        }
+    }
+
+    fn on_ping(&mut self, myself: &ActorRef<ConnectionMsg>) {
+        if self.outbound.is_closing() {
+            return;
+        }
+        // Protocol v2 server ping: an empty reply. The client answers with an empty command.
+        self.send_reply(Reply::default());
+        self.awaiting_pong = true;
+        self.ping_seq += 1;
+        let seq = self.ping_seq;
+        let timeout = self.node.config().client.pong_timeout.0;
+        let _ = myself.send_after(timeout, move || ConnectionMsg::PongDeadline(seq));
+    }
+
+    fn on_pong_deadline(&mut self, myself: &ActorRef<ConnectionMsg>, seq: u64) {
+        if seq != self.ping_seq {
+            return;
+        }
+        if self.awaiting_pong {
+            debug!(client = %self.client_id, "no pong in time");
+            self.disconnect(myself, DisconnectCode::NoPong);
+            return;
+        }
+        let client = &self.node.config().client;
+        let next = client.ping_interval.0.saturating_sub(client.pong_timeout.0);
+        self.schedule_ping(myself, next.max(Duration::from_millis(1)));
+    }
+
+    fn send_reply(&mut self, reply: Reply) {
+        match encode_reply(self.encoding, &reply) {
+            Ok(frame) => {
+                let queued = if self.session.is_some() {
+                    self.outbound.push(frame)
+                } else {
+                    // Before connect succeeds the queue is held; an error reply to connect
+                    // (or any early reply) releases it.
+                    self.outbound.release(frame);
+                    Ok(())
+                };
+                if queued.is_err() {
+                    self.node.metrics().slow_consumer_disconnect();
+                }
+            }
+            Err(error) => {
+                warn!(client = %self.client_id, %error, "cannot encode reply");
+                let fallback = Reply::error(reply.id, ErrorCode::Internal.to_error());
+                if let Ok(frame) = encode_reply(self.encoding, &fallback) {
+                    let _ = self.outbound.push(frame);
+                }
+            }
+        }
+    }
+
+    /// Closes the connection with `code` after what is already queued; the rooms are left at
+    /// once so presence and leave pushes do not wait for the transport.
+    fn disconnect(&mut self, myself: &ActorRef<ConnectionMsg>, code: DisconnectCode) {
+        self.leave_all_rooms();
+        self.outbound.close(code.into(), true);
+        myself.stop(None);
+    }
+
+    fn session(&self) -> Result<&Session, CommandError> {
+        self.session
+            .as_ref()
+            .ok_or(CommandError::Disconnect(DisconnectCode::BadRequest))
+    }
+
+    fn session_mut(&mut self) -> Result<&mut Session, CommandError> {
+        self.session
+            .as_mut()
+            .ok_or(CommandError::Disconnect(DisconnectCode::BadRequest))
+    }
+}
+
+/// One operation's `allow_*_for_client` / `_for_subscriber` / `_for_anonymous` options:
+/// `for_client` admits every authenticated connection, `for_subscriber` whoever is subscribed
+/// to the channel, `for_anonymous` connections without a user.
+fn permitted(
+    session: &Session,
+    subscribed: bool,
+    for_client: bool,
+    for_subscriber: bool,
+    for_anonymous: bool,
+) -> bool {
+    let anonymous = session.user.is_empty();
+    (for_client && !anonymous) || (for_subscriber && subscribed) || (for_anonymous && anonymous)
+}
+
+/// Subscribing without a subscription token: allowed by the connection token's `channels`
+/// claim, by a user-limited channel naming this user, or by the namespace's
+/// `allow_subscribe_for_client` / `allow_subscribe_for_anonymous`.
+fn may_subscribe_without_token(
+    session: &Session,
+    channel: &str,
+    resolved: &ResolvedChannel<'_>,
+) -> bool {
+    if session.token_channels.iter().any(|c| c == channel) {
+        return true;
+    }
+    if let Some(users) = &resolved.allowed_users {
+        return !session.user.is_empty() && users.iter().any(|u| *u == session.user);
+    }
+    if session.user.is_empty() {
+        resolved.options.allow_subscribe_for_anonymous
+    } else {
+        resolved.options.allow_subscribe_for_client
+    }
+}
+
+fn connect_token_error(client: &str, error: &TokenError) -> CommandError {
+    match error {
+        // The SDK fetches a fresh token and reconnects. Centrifugo answers a not-yet-valid
+        // token the same way.
+        TokenError::Expired { .. } | TokenError::NotYetValid { .. } => {
+            CommandError::Reply(ErrorCode::TokenExpired)
+        }
+        other => {
+            info!(client, error = %other, "invalid connection token");
+            CommandError::Disconnect(DisconnectCode::InvalidToken)
+        }
+    }
+}
+
+fn subscription_token_error(client: &str, error: &TokenError) -> CommandError {
+    match error {
+        TokenError::Expired { .. } | TokenError::NotYetValid { .. } => {
+            CommandError::Reply(ErrorCode::TokenExpired)
+        }
+        other => {
+            info!(client, error = %other, "invalid subscription token");
+            CommandError::Reply(ErrorCode::PermissionDenied)
+        }
+    }
+}
+
+fn ttl_secs(exp: i64, now: i64) -> u32 {
+    u32::try_from((exp - now).max(0)).unwrap_or(u32::MAX)
+}
+
+/// Schedules `msg` for Unix second `at` (at least a millisecond from now).
+fn schedule_at<F>(myself: &ActorRef<ConnectionMsg>, at: i64, now: i64, msg: F)
+where
+    F: FnOnce() -> ConnectionMsg + Send + 'static,
+{
+    let secs = u64::try_from((at - now).max(0)).unwrap_or(0);
+    let delay = Duration::from_secs(secs).max(Duration::from_millis(1));
+    let _ = myself.send_after(delay, msg);
+}

@@ -1,0 +1,91 @@
+//! Errors of the node runtime, and the one place they turn into protocol codes.
+
+use starling_auth::KeyError;
+use starling_config::ChannelError;
+use starling_protocol::{DisconnectCode, ErrorCode};
+use starling_room::RoomError;
+
+/// Something the node could not do. Request-level failures; none of these stop the node.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The channel name is invalid or names an unknown namespace.
+    #[error("channel: {0}")]
+    Channel(#[from] ChannelError),
+    /// The room refused the request (for example an unrecoverable history position).
+    #[error("room: {0}")]
+    Room(#[from] RoomError),
+    /// The node is at `client.connection_limit`.
+    #[error("connection limit of {limit} reached")]
+    ConnectionLimit {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A room actor did not answer in time.
+    #[error("room {room} did not answer in time")]
+    RoomTimeout {
+        /// The room's name.
+        room: String,
+    },
+    /// A room actor kept stopping under the request.
+    #[error("room {room} unavailable")]
+    RoomUnavailable {
+        /// The room's name.
+        room: String,
+    },
+    /// An actor could not be started.
+    #[error("cannot start {what} actor: {reason}")]
+    Spawn {
+        /// Which kind of actor.
+        what: &'static str,
+        /// The runtime's reason.
+        reason: String,
+    },
+    /// Token key material in the configuration is unusable.
+    #[error("{key}: {source}")]
+    TokenKeys {
+        /// The configuration section holding the keys.
+        key: &'static str,
+        /// What is wrong with them.
+        source: KeyError,
+    },
+}
+
+/// How a failed command ends: an error reply, or the end of the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CommandError {
+    /// Reply to the command with this error; the connection stays.
+    Reply(ErrorCode),
+    /// Close the connection with this code.
+    Disconnect(DisconnectCode),
+}
+
+impl From<NodeError> for CommandError {
+    fn from(error: NodeError) -> Self {
+        match error {
+            NodeError::Channel(ChannelError::UnknownNamespace { .. }) => {
+                CommandError::Reply(ErrorCode::UnknownChannel)
+            }
+            NodeError::Channel(_) => CommandError::Reply(ErrorCode::BadRequest),
+            NodeError::Room(RoomError::UnrecoverablePosition { .. }) => {
+                CommandError::Reply(ErrorCode::UnrecoverablePosition)
+            }
+            NodeError::Room(RoomError::ReverseFromOffsetZero) => {
+                CommandError::Reply(ErrorCode::BadRequest)
+            }
+            NodeError::Room(_) => CommandError::Reply(ErrorCode::Internal),
+            NodeError::ConnectionLimit { .. } => {
+                CommandError::Disconnect(DisconnectCode::ConnectionLimit)
+            }
+            NodeError::RoomTimeout { .. }
+            | NodeError::RoomUnavailable { .. }
+            | NodeError::Spawn { .. }
+            | NodeError::TokenKeys { .. } => CommandError::Reply(ErrorCode::Internal),
+        }
+    }
+}
+
+impl From<ChannelError> for CommandError {
+    fn from(error: ChannelError) -> Self {
+        NodeError::Channel(error).into()
+    }
+}

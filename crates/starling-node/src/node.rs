@@ -1,0 +1,387 @@
+//! [`Node`]: the node runtime's shared handle — configuration, token verifiers, the room table,
+//! the connection table and metrics.
+//!
+//! Lookup tables are dashmaps; no guard is ever held across an `.await`. A room is created on
+//! first use with `spawn_instant` inside the map's entry, so two connections racing for a new
+//! room always meet the same actor.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use ractor::concurrency::JoinHandle;
+use ractor::rpc::CallResult;
+use ractor::{ActorRef, RpcReplyPort};
+use rand::RngCore;
+use starling_auth::{TokenKeys, TokenVerifier};
+use starling_config::{Config, TokenConfig};
+use starling_protocol::{ClientInfo, DisconnectCode, Encoding, Publication, SubscribeResult};
+use starling_room::{HistoryPage, HistoryQuery, PresenceStats};
+use tracing::{info, warn};
+
+use crate::connection::{ConnectionActor, ConnectionArgs, ConnectionMsg};
+use crate::error::NodeError;
+use crate::metrics::Metrics;
+use crate::outbound::Outbound;
+use crate::room_actor::{RoomActor, RoomArgs, RoomMsg, SubscribeParams};
+
+/// How many times a room call is retried when the room stopped between lookup and delivery.
+const ROOM_CALL_ATTEMPTS: usize = 4;
+/// Upper bound on one call into a room actor. Rooms answer in microseconds; this only turns a
+/// wedged room into an error instead of a hung connection.
+const ROOM_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A running Starling node. Cheap to clone; every clone is the same node.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Arc<Config>,
+    name: String,
+    connect_tokens: TokenVerifier,
+    subscription_tokens: TokenVerifier,
+    rooms: DashMap<Arc<str>, ActorRef<RoomMsg>>,
+    connections: DashMap<Arc<str>, ActorRef<ConnectionMsg>>,
+    metrics: Metrics,
+}
+
+impl fmt::Debug for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("name", &self.inner.name)
+            .field("rooms", &self.inner.rooms.len())
+            .field("connections", &self.inner.connections.len())
+            .finish()
+    }
+}
+
+/// What a transport gets back when it opens a connection: the actor to feed with inbound
+/// frames and the queue to write from.
+#[derive(Debug)]
+pub struct ConnectionHandle {
+    /// Client id (a UUID), as reported in the connect reply.
+    pub client_id: Arc<str>,
+    /// Encoded frames to write, in order; see [`Outbound::next_batch`].
+    pub outbound: Outbound,
+    actor: ActorRef<ConnectionMsg>,
+    join: JoinHandle<()>,
+}
+
+impl ConnectionHandle {
+    /// Hands one inbound transport message (one WebSocket frame) to the connection.
+    pub fn inbound(&self, frame: Bytes) {
+        // Fails only when the actor already stopped, in which case the outbound queue is
+        // closing and the transport is about to end anyway.
+        let _ = self.actor.send_message(ConnectionMsg::Inbound(frame));
+    }
+
+    /// Tells the connection its transport is gone, and waits until it has cleaned up
+    /// (subscriptions, presence, the node's tables).
+    pub async fn closed(self) {
+        let _ = self.actor.send_message(ConnectionMsg::TransportClosed);
+        let _ = self.join.await;
+    }
+}
+
+impl Node {
+    /// Builds a node from a validated configuration.
+    pub fn new(config: Config) -> Result<Node, NodeError> {
+        let connect_tokens = verifier("client.token", &config.client.token)?;
+        let subscription_tokens = if config.client.subscription_token.enabled {
+            verifier(
+                "client.subscription_token",
+                config
+                    .client
+                    .subscription_token
+                    .effective(&config.client.token),
+            )?
+        } else {
+            connect_tokens.clone()
+        };
+        let name = if config.node.name.is_empty() {
+            format!("starling-{}", config.node.http_addr)
+        } else {
+            config.node.name.clone()
+        };
+        Ok(Node {
+            inner: Arc::new(Inner {
+                config: Arc::new(config),
+                name,
+                connect_tokens,
+                subscription_tokens,
+                rooms: DashMap::new(),
+                connections: DashMap::new(),
+                metrics: Metrics::default(),
+            }),
+        })
+    }
+
+    /// The configuration this node runs with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The node's name, reported to clients in the connect reply.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Counters for `/metrics` and tests.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    pub(crate) fn connect_tokens(&self) -> &TokenVerifier {
+        &self.inner.connect_tokens
+    }
+
+    pub(crate) fn subscription_tokens(&self) -> &TokenVerifier {
+        &self.inner.subscription_tokens
+    }
+
+    /// Number of live room actors on this node.
+    pub fn room_count(&self) -> usize {
+        self.inner.rooms.len()
+    }
+
+    /// Number of open client connections on this node.
+    pub fn connection_count(&self) -> usize {
+        self.inner.connections.len()
+    }
+
+    /// Opens a client connection speaking `encoding`. The transport feeds inbound frames through
+    /// the returned handle and writes what [`Outbound::next_batch`] yields.
+    pub async fn open_connection(
+        &self,
+        encoding: Encoding,
+        remote: Option<SocketAddr>,
+    ) -> Result<ConnectionHandle, NodeError> {
+        let limit = self.inner.config.client.connection_limit;
+        if limit > 0 && self.inner.connections.len() >= limit {
+            return Err(NodeError::ConnectionLimit { limit });
+        }
+        let client_id: Arc<str> = new_client_id().into();
+        let outbound = Outbound::new(self.inner.config.client.queue_max_size);
+        let args = ConnectionArgs {
+            node: self.clone(),
+            client_id: client_id.clone(),
+            encoding,
+            outbound: outbound.clone(),
+            remote,
+        };
+        let (actor, join) = ractor::Actor::spawn(None, ConnectionActor, args)
+            .await
+            .map_err(|error| NodeError::Spawn {
+                what: "connection",
+                reason: error.to_string(),
+            })?;
+        self.inner
+            .connections
+            .insert(client_id.clone(), actor.clone());
+        self.inner.metrics.connection_opened();
+        Ok(ConnectionHandle {
+            client_id,
+            outbound,
+            actor,
+            join,
+        })
+    }
+
+    pub(crate) fn forget_connection(&self, client_id: &str) {
+        if self.inner.connections.remove(client_id).is_some() {
+            self.inner.metrics.connection_closed();
+        }
+    }
+
+    /// The actor of room `name`, started on first use.
+    fn room(&self, name: &str) -> Result<ActorRef<RoomMsg>, NodeError> {
+        if let Some(room) = self.inner.rooms.get(name) {
+            return Ok(room.clone());
+        }
+        let options = self
+            .inner
+            .config
+            .resolve_channel(name)
+            .map_err(NodeError::Channel)?
+            .options
+            .clone();
+        let key: Arc<str> = name.into();
+        match self.inner.rooms.entry(key.clone()) {
+            Entry::Occupied(entry) => Ok(entry.get().clone()),
+            Entry::Vacant(entry) => {
+                let args = RoomArgs {
+                    name: key,
+                    options,
+                    node: self.clone(),
+                    epoch: new_epoch(),
+                };
+                // spawn_instant does not await pre_start, so this runs under the entry guard
+                // without an await; messages queue until the actor is up.
+                let (room, _start) = ractor::ActorRuntime::spawn_instant(None, RoomActor, args)
+                    .map_err(|error| NodeError::Spawn {
+                        what: "room",
+                        reason: error.to_string(),
+                    })?;
+                entry.insert(room.clone());
+                Ok(room)
+            }
+        }
+    }
+
+    /// Removes `room` from the table if it is still the actor registered under `name`.
+    pub(crate) fn forget_room(&self, name: &str, room: &ActorRef<RoomMsg>) {
+        self.inner
+            .rooms
+            .remove_if(name, |_, current| current.get_id() == room.get_id());
+    }
+
+    /// Calls room `name`, retrying with a fresh actor when the one found stopped meanwhile.
+    async fn call_room<T, F>(&self, name: &str, mut build: F) -> Result<T, NodeError>
+    where
+        T: Send + 'static,
+        F: FnMut(RpcReplyPort<T>) -> RoomMsg,
+    {
+        for _ in 0..ROOM_CALL_ATTEMPTS {
+            let room = self.room(name)?;
+            match room.call(&mut build, Some(ROOM_CALL_TIMEOUT)).await {
+                Ok(CallResult::Success(value)) => return Ok(value),
+                Ok(CallResult::Timeout) => {
+                    return Err(NodeError::RoomTimeout { room: name.into() });
+                }
+                // The room stopped (idle) between lookup and delivery: drop the stale entry
+                // and try again with a new one.
+                Ok(CallResult::SenderError) | Err(_) => self.forget_room(name, &room),
+            }
+        }
+        Err(NodeError::RoomUnavailable { room: name.into() })
+    }
+
+    pub(crate) async fn subscribe(
+        &self,
+        room: &str,
+        params: SubscribeParams,
+    ) -> Result<SubscribeResult, NodeError> {
+        self.call_room(room, |reply| RoomMsg::Subscribe {
+            params: Box::new(params.clone()),
+            reply,
+        })
+        .await
+    }
+
+    pub(crate) fn unsubscribe(&self, room: &str, client_id: Arc<str>) {
+        if let Some(room) = self.inner.rooms.get(room).map(|r| r.clone()) {
+            let _ = room.send_message(RoomMsg::Unsubscribe { client_id });
+        }
+    }
+
+    /// Publishes into room `room` and returns the publication with the offset the room gave it.
+    pub async fn publish(
+        &self,
+        room: &str,
+        data: Bytes,
+        info: Option<ClientInfo>,
+        tags: BTreeMap<String, String>,
+    ) -> Result<Arc<Publication>, NodeError> {
+        self.call_room(room, |reply| RoomMsg::Publish {
+            data: data.clone(),
+            info: info.clone(),
+            tags: tags.clone(),
+            reply,
+        })
+        .await
+    }
+
+    /// History of room `room` (Centrifugo semantics for `since`, `limit`, `reverse`).
+    pub async fn history(&self, room: &str, query: HistoryQuery) -> Result<HistoryPage, NodeError> {
+        let max = self.inner.config.client.history_max_publication_limit;
+        self.call_room(room, |reply| RoomMsg::History {
+            query: query.clone(),
+            max,
+            reply,
+        })
+        .await?
+        .map_err(NodeError::Room)
+    }
+
+    /// Presence of room `room`: one entry per subscribed connection.
+    pub async fn presence(&self, room: &str) -> Result<Vec<ClientInfo>, NodeError> {
+        self.call_room(room, |reply| RoomMsg::Presence { reply })
+            .await
+    }
+
+    /// Presence counts of room `room`.
+    pub async fn presence_stats(&self, room: &str) -> Result<PresenceStats, NodeError> {
+        self.call_room(room, |reply| RoomMsg::PresenceStats { reply })
+            .await
+    }
+
+    /// Disconnects every client with `shutdown` (3001, reconnect advised), then waits, up to
+    /// `grace`, for the connections to close.
+    pub async fn shutdown(&self, grace: Duration) {
+        let connections: Vec<ActorRef<ConnectionMsg>> = self
+            .inner
+            .connections
+            .iter()
+            .map(|entry| entry.value().clone())
+            .collect();
+        info!(connections = connections.len(), "disconnecting clients");
+        for connection in &connections {
+            let _ = connection.send_message(ConnectionMsg::Disconnect(DisconnectCode::Shutdown));
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while !self.inner.connections.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if !self.inner.connections.is_empty() {
+            warn!(
+                left = self.inner.connections.len(),
+                "grace period over with connections still open"
+            );
+        }
+    }
+}
+
+fn verifier(key: &'static str, config: &TokenConfig) -> Result<TokenVerifier, NodeError> {
+    let keys = TokenKeys {
+        hmac_secret_key: config.hmac_secret_key.clone(),
+        rsa_public_key: config.rsa_public_key.clone(),
+        ecdsa_public_key: config.ecdsa_public_key.clone(),
+        audience: config.audience.clone(),
+        issuer: config.issuer.clone(),
+    };
+    TokenVerifier::new(&keys).map_err(|source| NodeError::TokenKeys { key, source })
+}
+
+/// A random UUID v4 string, the form Centrifugo uses for client ids.
+fn new_client_id() -> String {
+    let mut b = [0u8; 16];
+    rand::rng().fill_bytes(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex = |bytes: &[u8]| bytes.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    format!(
+        "{}-{}-{}-{}-{}",
+        hex(&b[0..4]),
+        hex(&b[4..6]),
+        hex(&b[6..8]),
+        hex(&b[8..10]),
+        hex(&b[10..16])
+    )
+}
+
+/// A fresh epoch: changes whenever a room's offset sequence restarts.
+fn new_epoch() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut raw = [0u8; 8];
+    rand::rng().fill_bytes(&mut raw);
+    raw.iter()
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect()
+}

@@ -1,0 +1,233 @@
+//! The bounded outbound queue of one connection.
+//!
+//! Rooms push already-encoded frames straight into a subscriber's queue, so a publication costs
+//! one `Bytes` clone per recipient and never passes through the connection actor's mailbox. The
+//! bound is in bytes (`client.queue_max_size`): a consumer that falls that far behind is closed
+//! with `slow` (3008), which tells its SDK to reconnect and recover from history (design.md,
+//! promise 8). The transport's writer drains everything queued in one go, so writes coalesce.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use starling_protocol::DisconnectCode;
+use tokio::sync::Notify;
+
+/// Why a connection's transport is being closed, with the code the client sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Close {
+    /// The Centrifugo disconnect code (3000..=3999), or a WebSocket code such as 1009.
+    pub code: u16,
+    /// Short human-readable reason, sent in the close frame.
+    pub reason: &'static str,
+    /// Whether the SDK is expected to reconnect (3000..=3499 by Centrifugo's rules).
+    pub reconnect: bool,
+}
+
+impl From<DisconnectCode> for Close {
+    fn from(code: DisconnectCode) -> Self {
+        Close {
+            code: code.code(),
+            reason: code.reason(),
+            reconnect: code.reconnect(),
+        }
+    }
+}
+
+/// A push into the queue failed because the connection is over its byte budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overflow;
+
+/// What the transport writer gets from [`Outbound::next_batch`].
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Frames to write now, in order. Already encoded for the connection's encoding.
+    pub frames: Vec<Bytes>,
+    /// Set when the transport must close after writing `frames`.
+    pub close: Option<Close>,
+}
+
+/// Handle to one connection's outbound queue; cheap to clone (rooms keep one per subscriber).
+#[derive(Clone, Debug)]
+pub struct Outbound {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: Mutex<State>,
+    notify: Notify,
+    max_bytes: usize,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    frames: VecDeque<Bytes>,
+    bytes: usize,
+    /// Until the connect reply is released the writer sends nothing, so that no push (for a
+    /// server-side subscription made during connect) can overtake the connect reply.
+    held: bool,
+    close: Option<Close>,
+    /// The close has been handed to the writer; later pushes are dropped.
+    closed: bool,
+}
+
+impl Outbound {
+    /// A queue that holds at most `max_bytes` of unwritten frames. It starts held: nothing is
+    /// written until [`Outbound::release`] puts the connect reply first.
+    pub fn new(max_bytes: usize) -> Self {
+        Outbound {
+            inner: Arc::new(Inner {
+                state: Mutex::new(State {
+                    held: true,
+                    ..State::default()
+                }),
+                notify: Notify::new(),
+                max_bytes,
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A poisoned lock means a panic while holding it; the queue's data is plain values that
+        // stay consistent, so carrying on is safe.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues one encoded frame. Past the byte budget the queue is dropped and the connection is
+    /// closed as a slow consumer; the caller learns it from the `Err`.
+    pub fn push(&self, frame: Bytes) -> Result<(), Overflow> {
+        let mut state = self.state();
+        if state.close.is_some() || state.closed {
+            return Ok(());
+        }
+        if state.bytes + frame.len() > self.inner.max_bytes {
+            state.frames.clear();
+            state.bytes = 0;
+            state.close = Some(DisconnectCode::Slow.into());
+            drop(state);
+            self.inner.notify.notify_one();
+            return Err(Overflow);
+        }
+        state.bytes += frame.len();
+        state.frames.push_back(frame);
+        let wake = !state.held;
+        drop(state);
+        if wake {
+            self.inner.notify.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Puts `first` (the connect reply) at the head of the queue and lets the writer run.
+    pub fn release(&self, first: Bytes) {
+        let mut state = self.state();
+        state.bytes += first.len();
+        state.frames.push_front(first);
+        state.held = false;
+        drop(state);
+        self.inner.notify.notify_one();
+    }
+
+    /// Asks the writer to close the transport: after what is queued when `flush` is true, at
+    /// once (dropping the queue) otherwise. The first close wins.
+    pub fn close(&self, close: Close, flush: bool) {
+        let mut state = self.state();
+        if state.close.is_some() || state.closed {
+            return;
+        }
+        if !flush {
+            state.frames.clear();
+            state.bytes = 0;
+        }
+        state.held = false;
+        state.close = Some(close);
+        drop(state);
+        self.inner.notify.notify_one();
+    }
+
+    /// Whether a close has been requested (the connection is going away).
+    pub fn is_closing(&self) -> bool {
+        let state = self.state();
+        state.close.is_some() || state.closed
+    }
+
+    /// Bytes queued and not yet taken by the writer.
+    pub fn queued_bytes(&self) -> usize {
+        self.state().bytes
+    }
+
+    /// Waits until there is something to write or a close to perform, and takes all of it.
+    ///
+    /// Cancel-safe: nothing is taken from the queue unless the call returns.
+    pub async fn next_batch(&self) -> Batch {
+        loop {
+            {
+                let mut state = self.state();
+                if !state.held && (!state.frames.is_empty() || state.close.is_some()) {
+                    let frames: Vec<Bytes> = state.frames.drain(..).collect();
+                    state.bytes = 0;
+                    let close = state.close.take();
+                    if close.is_some() {
+                        state.closed = true;
+                    }
+                    // Release the deque's buffer once a burst is written: an idle connection
+                    // should hold no write memory.
+                    if state.frames.capacity() > 16 {
+                        state.frames.shrink_to(0);
+                    }
+                    return Batch { frames, close };
+                }
+            }
+            self.inner.notify.notified().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn nothing_is_written_before_release_and_connect_reply_goes_first() {
+        let out = Outbound::new(1024);
+        out.push(Bytes::from_static(b"push")).unwrap();
+        let early = tokio::time::timeout(std::time::Duration::from_millis(20), out.next_batch());
+        assert!(early.await.is_err(), "held queue must not yield");
+        out.release(Bytes::from_static(b"connect"));
+        let batch = out.next_batch().await;
+        assert_eq!(
+            batch.frames,
+            vec![Bytes::from_static(b"connect"), Bytes::from_static(b"push")]
+        );
+        assert!(batch.close.is_none());
+    }
+
+    #[tokio::test]
+    async fn overflow_drops_queue_and_closes_as_slow() {
+        let out = Outbound::new(10);
+        out.release(Bytes::new());
+        out.push(Bytes::from_static(b"12345")).unwrap();
+        assert_eq!(out.push(Bytes::from_static(b"123456")), Err(Overflow));
+        let batch = out.next_batch().await;
+        assert!(batch.frames.is_empty());
+        assert_eq!(batch.close, Some(DisconnectCode::Slow.into()));
+        // After the close, pushes are silently dropped and never grow memory.
+        out.push(Bytes::from_static(b"late")).unwrap();
+        assert_eq!(out.queued_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn flushing_close_writes_queued_frames_first() {
+        let out = Outbound::new(100);
+        out.release(Bytes::from_static(b"a"));
+        out.push(Bytes::from_static(b"b")).unwrap();
+        out.close(DisconnectCode::Shutdown.into(), true);
+        let batch = out.next_batch().await;
+        assert_eq!(batch.frames.len(), 2);
+        assert_eq!(batch.close, Some(DisconnectCode::Shutdown.into()));
+    }
+}

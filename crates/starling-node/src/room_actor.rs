@@ -1,0 +1,349 @@
+//! `RoomActor`: the owner-side actor of one active room.
+//!
+//! A thin shell around [`starling_room::Room`]: the pure state machine decides offsets,
+//! history, recovery and presence; this actor adds the clock, fan-out to subscribers' outbound
+//! queues and its own lifetime (it removes itself from the node's room table when the room has
+//! no subscribers and no history left).
+//!
+//! Fan-out encodes each push once per wire encoding in use and shares the bytes with every
+//! recipient. Ordering holds because everything a subscriber sees from a room (its subscribe
+//! reply, then publications, joins and leaves) is queued by this one actor, in order.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use starling_config::ChannelOptions;
+use starling_protocol::{
+    ClientInfo, Encoding, Join, Leave, Publication, Push, Reply, StreamPosition, SubscribeResult,
+    encode_reply,
+};
+use starling_room::{HistoryPage, HistoryQuery, PresenceStats, Room, RoomError, RoomOptions};
+use tracing::{debug, warn};
+
+use crate::clock::unix_now_ms;
+use crate::node::Node;
+use crate::outbound::Outbound;
+
+/// A subscriber as the room sees it: where to put frames and in which encoding.
+#[derive(Debug, Clone)]
+pub(crate) struct Subscriber {
+    pub(crate) outbound: Outbound,
+    pub(crate) encoding: Encoding,
+    /// Whether this subscriber receives join and leave pushes.
+    pub(crate) join_leave: bool,
+}
+
+/// What a connection asks for when it subscribes.
+#[derive(Debug, Clone)]
+pub(crate) struct SubscribeParams {
+    pub(crate) client_id: Arc<str>,
+    pub(crate) subscriber: Subscriber,
+    /// `Some(id)`: the room queues the subscribe reply with this command id itself, so no
+    /// publication can overtake it. `None`: a server-side subscription made during connect; the
+    /// result goes into the connect reply.
+    pub(crate) reply_id: Option<u32>,
+    /// The stream position the client comes back from, when it asked to recover.
+    pub(crate) recover_from: Option<StreamPosition>,
+    pub(crate) recoverable: bool,
+    pub(crate) positioned: bool,
+    /// Presence entry; `None` when the namespace keeps no presence.
+    pub(crate) presence: Option<ClientInfo>,
+    /// Most publications a recovery may replay.
+    pub(crate) recovery_limit: usize,
+    /// Subscription data from the subscription token's claims or the server.
+    pub(crate) data: Bytes,
+    pub(crate) expires_in: Option<u32>,
+}
+
+/// Messages a [`RoomActor`] handles.
+#[derive(Debug)]
+pub(crate) enum RoomMsg {
+    Subscribe {
+        params: Box<SubscribeParams>,
+        reply: RpcReplyPort<SubscribeResult>,
+    },
+    Unsubscribe {
+        client_id: Arc<str>,
+    },
+    Publish {
+        data: Bytes,
+        info: Option<ClientInfo>,
+        tags: BTreeMap<String, String>,
+        reply: RpcReplyPort<Arc<Publication>>,
+    },
+    History {
+        query: HistoryQuery,
+        max: usize,
+        reply: RpcReplyPort<Result<HistoryPage, RoomError>>,
+    },
+    Presence {
+        reply: RpcReplyPort<Vec<ClientInfo>>,
+    },
+    PresenceStats {
+        reply: RpcReplyPort<PresenceStats>,
+    },
+    /// Timer: trim expired history and check whether the room can go.
+    Trim,
+}
+
+/// The actor type; its state is [`RoomState`].
+pub(crate) struct RoomActor;
+
+/// Start-up arguments of a room actor.
+pub(crate) struct RoomArgs {
+    pub(crate) name: Arc<str>,
+    pub(crate) options: ChannelOptions,
+    pub(crate) node: Node,
+    pub(crate) epoch: String,
+}
+
+pub(crate) struct RoomState {
+    name: Arc<str>,
+    node: Node,
+    room: Room<Subscriber>,
+    join_leave: bool,
+    /// Whether a `Trim` timer is pending, so at most one is.
+    trim_scheduled: bool,
+}
+
+impl Actor for RoomActor {
+    type Msg = RoomMsg;
+    type State = RoomState;
+    type Arguments = RoomArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: RoomArgs,
+    ) -> Result<RoomState, ActorProcessingErr> {
+        let options = room_options(&args.options);
+        args.node.metrics().rooms_started();
+        Ok(RoomState {
+            room: Room::new(options, args.epoch),
+            join_leave: args.options.join_leave,
+            name: args.name,
+            node: args.node,
+            trim_scheduled: false,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        state: &mut RoomState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.node.forget_room(&state.name, &myself);
+        state.node.metrics().rooms_stopped();
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: RoomMsg,
+        state: &mut RoomState,
+    ) -> Result<(), ActorProcessingErr> {
+        let now = unix_now_ms();
+        match msg {
+            RoomMsg::Subscribe { params, reply } => {
+                let result = state.subscribe(*params, now);
+                // The caller may have gone (connection closed meanwhile); its cleanup sends an
+                // Unsubscribe that follows this message, so nothing leaks.
+                let _ = reply.send(result);
+            }
+            RoomMsg::Unsubscribe { client_id } => state.unsubscribe(&client_id),
+            RoomMsg::Publish {
+                data,
+                info,
+                tags,
+                reply,
+            } => {
+                let publication = state.room.publish(data, info, tags, now);
+                state.fan_out_publication(&publication);
+                let _ = reply.send(publication);
+                state.node.metrics().publication_in();
+            }
+            RoomMsg::History { query, max, reply } => {
+                let _ = reply.send(state.room.history(query, max, now));
+            }
+            RoomMsg::Presence { reply } => {
+                let _ = reply.send(state.room.presence().cloned().collect());
+            }
+            RoomMsg::PresenceStats { reply } => {
+                let _ = reply.send(state.room.presence_stats());
+            }
+            RoomMsg::Trim => {
+                state.trim_scheduled = false;
+            }
+        }
+        state.settle(&myself, now);
+        Ok(())
+    }
+}
+
+fn room_options(options: &ChannelOptions) -> RoomOptions {
+    RoomOptions {
+        history_size: options.history_size,
+        history_ttl_ms: i64::try_from(options.history_ttl.0.as_millis()).unwrap_or(i64::MAX),
+        presence: options.presence,
+    }
+}
+
+impl RoomState {
+    fn subscribe(&mut self, params: SubscribeParams, now: i64) -> SubscribeResult {
+        let SubscribeParams {
+            client_id,
+            subscriber,
+            reply_id,
+            recover_from,
+            recoverable,
+            positioned,
+            presence,
+            recovery_limit,
+            data,
+            expires_in,
+        } = params;
+
+        let mut result = SubscribeResult {
+            recoverable,
+            positioned: positioned || recoverable,
+            data,
+            expires: expires_in.is_some(),
+            ttl: expires_in.unwrap_or(0),
+            ..SubscribeResult::default()
+        };
+        if result.positioned {
+            let position = self.room.position();
+            result.offset = position.offset;
+            result.epoch = position.epoch;
+        }
+        if let Some(since) = recover_from.filter(|_| recoverable) {
+            let recovery = self.room.recover(&since, recovery_limit, now);
+            result.was_recovering = true;
+            result.recovered = recovery.recovered;
+            result.publications = recovery
+                .publications
+                .iter()
+                .map(|p| Publication::clone(p))
+                .collect();
+        }
+
+        if let Some(id) = reply_id {
+            let reply = Reply {
+                id,
+                subscribe: Some(result.clone()),
+                ..Reply::default()
+            };
+            match encode_reply(subscriber.encoding, &reply) {
+                Ok(frame) => {
+                    let _ = subscriber.outbound.push(frame);
+                }
+                Err(error) => {
+                    warn!(room = %self.name, %error, "cannot encode subscribe reply");
+                }
+            }
+        }
+        if self.room.subscribe(&client_id, subscriber).is_none() {
+            self.node.metrics().subscriptions_added(1);
+        }
+        if let Some(info) = presence
+            && self.room.join(info.clone())
+            && self.join_leave
+        {
+            self.fan_out(Push {
+                channel: self.name.to_string(),
+                join: Some(Join { info: Some(info) }),
+                ..Push::default()
+            });
+        }
+        result
+    }
+
+    fn unsubscribe(&mut self, client_id: &str) {
+        if self.room.unsubscribe(client_id).is_some() {
+            self.node.metrics().subscriptions_removed(1);
+        }
+        if let Some(info) = self.room.leave(client_id)
+            && self.join_leave
+        {
+            self.fan_out(Push {
+                channel: self.name.to_string(),
+                leave: Some(Leave { info: Some(info) }),
+                ..Push::default()
+            });
+        }
+    }
+
+    fn fan_out_publication(&self, publication: &Publication) {
+        self.fan_out(Push {
+            channel: self.name.to_string(),
+            r#pub: Some(publication.clone()),
+            ..Push::default()
+        });
+    }
+
+    /// Encodes `push` at most once per encoding and queues the bytes for every subscriber that
+    /// should see it.
+    fn fan_out(&self, push: Push) {
+        let is_join_leave = push.join.is_some() || push.leave.is_some();
+        let reply = Reply {
+            push: Some(push),
+            ..Reply::default()
+        };
+        let mut encoded: [Option<Bytes>; 2] = [None, None];
+        let mut delivered = 0u64;
+        for (_, subscriber) in self.room.subscribers() {
+            if is_join_leave && !subscriber.join_leave {
+                continue;
+            }
+            let slot = &mut encoded[encoding_slot(subscriber.encoding)];
+            let frame = match slot {
+                Some(frame) => frame.clone(),
+                None => match encode_reply(subscriber.encoding, &reply) {
+                    Ok(frame) => slot.insert(frame).clone(),
+                    Err(error) => {
+                        // Binary data cannot go to a JSON subscriber; the publisher mixed
+                        // encodings in one room. Skip, loudly, rather than send invalid JSON.
+                        debug!(room = %self.name, %error, "push not encodable for subscriber");
+                        continue;
+                    }
+                },
+            };
+            if subscriber.outbound.push(frame).is_err() {
+                self.node.metrics().slow_consumer_disconnect();
+            } else {
+                delivered += 1;
+            }
+        }
+        self.node.metrics().publications_out(delivered);
+    }
+
+    /// After each message: keep a trim timer while history is held, and stop when idle.
+    fn settle(&mut self, myself: &ActorRef<RoomMsg>, now: i64) {
+        let next_expiry = self.room.trim(now);
+        if self.room.is_idle(now) {
+            // Take the name off the table first so no new caller finds this actor; callers that
+            // already hold the ref see their call fail and retry with a fresh room.
+            self.node.forget_room(&self.name, myself);
+            myself.stop(None);
+            return;
+        }
+        if let Some(at) = next_expiry
+            && !self.trim_scheduled
+        {
+            let delay = Duration::from_millis(u64::try_from((at - now).max(1)).unwrap_or(1));
+            self.trim_scheduled = true;
+            let _ = myself.send_after(delay, || RoomMsg::Trim);
+        }
+    }
+}
+
+fn encoding_slot(encoding: Encoding) -> usize {
+    match encoding {
+        Encoding::Json => 0,
+        Encoding::Protobuf => 1,
+    }
+}

@@ -1,0 +1,98 @@
+//! `starling serve`: load configuration, start the node and the client plane, shut down on
+//! SIGINT/SIGTERM.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use starling_config::{Config, LogFormat};
+use starling_node::Node;
+use tokio::net::TcpListener;
+use tracing::info;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::ServeArgs;
+
+/// How long clients get to go after the shutdown disconnect before the process exits.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = Config::load(args.config.as_deref(), std::env::vars())?;
+    if let Some(addr) = args.http_addr {
+        config.node.http_addr = addr;
+    }
+    if let Some(dir) = args.data_dir {
+        config.node.data_dir = dir;
+    }
+    config.validate()?;
+    init_logging(&config)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.node.data_dir).with_context(|| {
+        format!(
+            "cannot create data directory {}",
+            config.node.data_dir.display()
+        )
+    })?;
+    let addr = config.node.http_socket_addr()?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (node.http_addr)"))?;
+    let data_dir = config.node.data_dir.clone();
+    let node = Node::new(config)?;
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        http = %listener.local_addr()?,
+        data_dir = %data_dir.display(),
+        "starling node started; WebSocket at ws://{}/connection/websocket",
+        listener.local_addr()?
+    );
+
+    starling_gateway::serve(listener, node.clone(), shutdown_signal()).await?;
+    info!("shutting down: disconnecting clients");
+    node.shutdown(SHUTDOWN_GRACE).await;
+    info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+fn init_logging(config: &Config) -> anyhow::Result<()> {
+    // STARLING_LOG (or RUST_LOG) overrides log.level, for debugging one module.
+    let directive = std::env::var("STARLING_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| config.log.level.clone());
+    let filter = EnvFilter::try_new(&directive)
+        .with_context(|| format!("log.level: invalid filter {directive:?}"))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let result = match config.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    result.map_err(|error| anyhow::anyhow!("cannot install logger: {error}"))
+}

@@ -1,0 +1,382 @@
+// Starling interop checks driven by the real centrifuge-js SDK.
+//
+// Run by the Rust harness (tests/interop/main.rs) against a live Starling node.
+// Inputs come from the environment:
+//
+//   STARLING_WS_URL          ws://HOST:PORT/connection/websocket
+//   STARLING_ENCODING        "json" or "protobuf"
+//   STARLING_TOKEN_ALICE     HS256 connection token for user "alice"
+//   STARLING_TOKEN_BOB       HS256 connection token for user "bob"
+//   STARLING_CHANNEL_PREFIX  unique per run, keeps runs apart
+//
+// Every check prints one line; the first failing check prints FAIL with what
+// was expected and what the SDK reported, and the process exits 1. Nothing
+// here sleeps to synchronise: every wait is on an SDK event with a deadline.
+
+import { isDeepStrictEqual, inspect } from 'node:util';
+import WebSocket from 'ws';
+
+// Deadline for any single wait. The harness kills the whole script at 60 s.
+const WAIT_MS = 10_000;
+const BUDGET_MS = 55_000;
+
+class CheckFailed extends Error {}
+
+function env(name) {
+  const value = process.env[name] ?? '';
+  if (value === '') {
+    throw new CheckFailed(`environment variable ${name} is not set`);
+  }
+  return value;
+}
+
+function passed(check, detail) {
+  console.log(`PASS ${check}: ${detail}`);
+}
+
+function expect(cond, what) {
+  if (!cond) {
+    throw new CheckFailed(what);
+  }
+}
+
+function short(value) {
+  const text = inspect(value, { depth: 3, breakLength: Infinity });
+  return text.length <= 200 ? text : `${text.slice(0, 200)}...`;
+}
+
+// Keeps every event an SDK object emitted, in order, so checks can wait for
+// one (with a deadline) and later assert on everything that arrived.
+class Recorder {
+  constructor(name) {
+    this.name = name;
+    this.events = [];
+    this.waiters = new Set();
+  }
+
+  add(kind, ctx) {
+    this.events.push([kind, ctx]);
+    for (const waiter of [...this.waiters]) {
+      waiter();
+    }
+  }
+
+  // Position after the last event so far: waits from it see only newer ones.
+  mark() {
+    return this.events.length;
+  }
+
+  of(kind, since = 0) {
+    return this.events.slice(since).filter(([k]) => k === kind).map(([, ctx]) => ctx);
+  }
+
+  // Resolves with the first `count` events of `kind` after `since` that match `pred`.
+  wait(what, kind, { pred = () => true, since = 0, count = 1 } = {}) {
+    return new Promise((resolve, reject) => {
+      let timer = null;
+      const check = () => {
+        const found = this.of(kind, since).filter(pred);
+        if (found.length < count) {
+          return false;
+        }
+        clearTimeout(timer);
+        this.waiters.delete(check);
+        resolve(found);
+        return true;
+      };
+      timer = setTimeout(() => {
+        this.waiters.delete(check);
+        const found = this.of(kind, since).filter(pred);
+        reject(new CheckFailed(
+          `timed out after ${WAIT_MS} ms waiting for ${this.name}: ${what} ` +
+          `(matching so far: ${short(found)}; events: ${this.summary()})`));
+      }, WAIT_MS);
+      if (!check()) {
+        this.waiters.add(check);
+      }
+    });
+  }
+
+  // The last events, enough to see what happened instead.
+  summary() {
+    const tail = this.events.slice(-12);
+    const skipped = this.events.length - tail.length;
+    const head = skipped > 0 ? `(${skipped} earlier) ` : '';
+    return head + tail.map(([k, ctx]) => `${k}:${short(ctx)}`).join(', ');
+  }
+}
+
+function record(emitter, rec, kinds, prefix = '') {
+  for (const kind of kinds) {
+    emitter.on(kind, (ctx) => {
+      if (kind === 'error') {
+        console.error(`  [${rec.name}] error event: ${short(ctx)}`);
+      }
+      rec.add(prefix + kind, ctx);
+    });
+  }
+}
+
+const CLIENT_EVENTS = ['connecting', 'connected', 'disconnected', 'error'];
+// Client-level events of server-side subscriptions, recorded as "server_<kind>".
+const SERVER_SUB_EVENTS = ['subscribed', 'subscribing', 'unsubscribed', 'publication', 'join', 'leave'];
+const SUB_EVENTS = ['subscribing', 'subscribed', 'unsubscribed', 'publication', 'join', 'leave', 'error'];
+
+// Publication data for the chosen encoding: JSON mode sends and receives
+// objects; Protobuf mode sends and receives the JSON text as bytes.
+class Payloads {
+  constructor(protobuf) {
+    this.protobuf = protobuf;
+  }
+
+  make(value) {
+    return this.protobuf ? new TextEncoder().encode(JSON.stringify(value)) : value;
+  }
+
+  same(got, value) {
+    if (this.protobuf) {
+      return got instanceof Uint8Array && Buffer.from(got).equals(Buffer.from(this.make(value)));
+    }
+    return isDeepStrictEqual(got, value);
+  }
+
+  show(value) {
+    return this.protobuf && value instanceof Uint8Array
+      ? `bytes(${JSON.stringify(Buffer.from(value).toString('utf8'))})`
+      : short(value);
+  }
+}
+
+// A promise the test resolves by hand.
+function gate() {
+  let open;
+  const promise = new Promise((resolve) => {
+    open = resolve;
+  });
+  return { promise, open };
+}
+
+// Cuts the client's connection the way a network failure would: the ws
+// socket is destroyed without a close frame. The SDK keeps no public handle on
+// its socket, so its transport's `_transport` is used; everything after this
+// (noticing the loss, reconnecting, recovering) is the SDK's own doing.
+function dropTransport(client) {
+  const socket = client._transport?._transport;
+  expect(socket && typeof socket.terminate === 'function', 'bob has no open ws socket to drop');
+  socket.terminate();
+}
+
+async function main() {
+  const url = env('STARLING_WS_URL');
+  const encoding = env('STARLING_ENCODING');
+  expect(encoding === 'json' || encoding === 'protobuf',
+    `STARLING_ENCODING must be json or protobuf, got ${JSON.stringify(encoding)}`);
+  const protobuf = encoding === 'protobuf';
+  // The protobuf build is a separate entry point of the same package.
+  const { Centrifuge } = protobuf ? await import('centrifuge/build/protobuf') : await import('centrifuge');
+  const prefix = env('STARLING_CHANNEL_PREFIX');
+  const room = `${prefix}-room`;
+  const small = `smallhistory:${prefix}`;
+  const data = new Payloads(protobuf);
+  console.log(`centrifuge-js against ${url} (${encoding}), channels '${room}', '${small}'`);
+
+  const alice = new Centrifuge(url, { token: env('STARLING_TOKEN_ALICE'), websocket: WebSocket, timeout: WAIT_MS });
+  const aliceRec = new Recorder('alice');
+  record(alice, aliceRec, CLIENT_EVENTS);
+  record(alice, aliceRec, SERVER_SUB_EVENTS, 'server_');
+
+  // bob's getData runs before each connection attempt (after a drop too):
+  // while `bobHold` is set, bob stays away until the test opens it.
+  let bobHold = null;
+  const bob = new Centrifuge(url, {
+    token: env('STARLING_TOKEN_BOB'),
+    websocket: WebSocket,
+    timeout: WAIT_MS,
+    getData: async () => {
+      if (bobHold !== null) {
+        await bobHold.promise;
+      }
+      return null;
+    },
+  });
+  const bobRec = new Recorder('bob');
+  record(bob, bobRec, CLIENT_EVENTS);
+  record(bob, bobRec, SERVER_SUB_EVENTS, 'server_');
+
+  const ctx = { alice, aliceRec, bob, bobRec, room, small, data };
+  try {
+    await checks(ctx, (hold) => {
+      bobHold = hold;
+    });
+  } finally {
+    alice.disconnect();
+    bob.disconnect();
+  }
+}
+
+async function checks({ alice, aliceRec, bob, bobRec, room, small, data }, setBobHold) {
+  // 1. connect
+  alice.connect();
+  const [aConn] = await aliceRec.wait('connected event', 'connected');
+  expect(Boolean(aConn.client), `alice connected without a client id: ${short(aConn)}`);
+  const aliceId = aConn.client;
+  bob.connect();
+  const [bConn] = await bobRec.wait('connected event', 'connected');
+  expect(Boolean(bConn.client), `bob connected without a client id: ${short(bConn)}`);
+  expect(bConn.client !== aliceId, `alice and bob got the same client id ${aliceId}`);
+  let bobId = bConn.client;
+  passed('1 connect', `alice client=${aliceId} bob client=${bobId}`);
+
+  // 2. subscribe: alice first, so bob's join reaches an already subscribed alice.
+  const aRoom = alice.newSubscription(room);
+  const aRoomRec = new Recorder(`alice ${room}`);
+  record(aRoom, aRoomRec, SUB_EVENTS);
+  aRoom.subscribe();
+  await aRoomRec.wait('subscribed event', 'subscribed');
+  const bRoom = bob.newSubscription(room);
+  const bRoomRec = new Recorder(`bob ${room}`);
+  record(bRoom, bRoomRec, SUB_EVENTS);
+  bRoom.subscribe();
+  const [bSub] = await bRoomRec.wait('subscribed event', 'subscribed');
+  expect(bSub.channel === room, `bob's subscribed event names channel ${bSub.channel}, want ${room}`);
+  expect(bSub.recoverable && bSub.streamPosition && bSub.streamPosition.epoch,
+    `force_recovery is on, but bob's subscribe is not recoverable with an epoch: ${short(bSub)}`);
+  const epoch = bSub.streamPosition.epoch;
+  passed('2 subscribe', `both subscribed to ${room} (recoverable, epoch=${epoch})`);
+
+  // 3a. join: force_push_join_leave makes the server push bob's join to alice.
+  const [join] = await aRoomRec.wait('join of bob', 'join', { pred: (c) => c.info.client === bobId });
+  expect(join.info.user === 'bob', `bob's join carries user ${join.info.user}, want bob`);
+  passed('3 join', `alice saw bob join (client=${join.info.client}, user=${join.info.user})`);
+
+  // 4. publish from alice, bob receives exactly that data with an offset.
+  const hello = { text: 'hello', n: 1 };
+  await alice.publish(room, data.make(hello));
+  const [pub] = await bRoomRec.wait('publication n=1', 'publication');
+  expect(data.same(pub.data, hello), `bob got data ${data.show(pub.data)}, want ${data.show(data.make(hello))}`);
+  expect(pub.offset > 0, `publication has no offset: ${short(pub)}`);
+  const helloOffset = pub.offset;
+  passed('4 publish', `bob received ${data.show(pub.data)} at offset ${helloOffset}`);
+
+  // 5. history
+  let hist = await alice.history(room, { limit: 10 });
+  expect(hist.publications.length === 1,
+    `history has ${hist.publications.length} publications, want 1: ${short(hist)}`);
+  expect(data.same(hist.publications[0].data, hello),
+    `history data ${data.show(hist.publications[0].data)}, want ${data.show(data.make(hello))}`);
+  expect(hist.publications[0].offset === helloOffset,
+    `history offset ${hist.publications[0].offset}, bob saw ${helloOffset}`);
+  expect(hist.offset === helloOffset, `history top offset ${hist.offset}, want ${helloOffset}`);
+  expect(hist.epoch === epoch, `history epoch ${hist.epoch}, subscribe said ${epoch}`);
+  passed('5 history', `1 publication at offset ${helloOffset}, top offset ${hist.offset}, epoch ${hist.epoch}`);
+
+  // 6. presence + presence stats
+  const pres = await alice.presence(room);
+  const got = Object.fromEntries(Object.entries(pres.clients ?? {}).map(([id, info]) => [id, info.user]));
+  expect(isDeepStrictEqual(got, { [aliceId]: 'alice', [bobId]: 'bob' }),
+    `presence ${short(got)}, want ${short({ [aliceId]: 'alice', [bobId]: 'bob' })}`);
+  for (const [id, info] of Object.entries(pres.clients)) {
+    expect(info.client === id, `presence entry ${id} carries client ${info.client}`);
+  }
+  const stats = await bob.presenceStats(room);
+  expect(stats.numClients === 2 && stats.numUsers === 2,
+    `presence_stats ${short(stats)}, want 2 clients, 2 users`);
+  passed('6 presence', `clients ${short(got)}; stats ${stats.numClients} clients, ${stats.numUsers} users`);
+
+  // 7. recovery after a dropped connection
+  const bobMark = bobRec.mark();
+  const subMark = bRoomRec.mark();
+  const hold = gate();
+  setBobHold(hold);
+  dropTransport(bob);
+  await bobRec.wait('connecting after the drop', 'connecting', { since: bobMark });
+  await bRoomRec.wait('subscribing after the drop', 'subscribing', { since: subMark });
+  const missed = [2, 3, 4].map((n) => ({ text: 'missed', n }));
+  for (const value of missed) {
+    await alice.publish(room, data.make(value));
+  }
+  // Only now may bob come back; it must not have done so already.
+  expect(bob.state === 'connecting', `bob is ${bob.state} while it should be away`);
+  setBobHold(null);
+  hold.open();
+  const [bConn2] = await bobRec.wait('reconnected', 'connected', { since: bobMark });
+  bobId = bConn2.client;
+  const [resub] = await bRoomRec.wait('resubscribed', 'subscribed', { since: subMark });
+  expect(resub.wasRecovering, `bob's resubscribe did not try to recover: ${short(resub)}`);
+  expect(resub.recovered, `bob's resubscribe was not recovered: ${short(resub)}`);
+  await bRoomRec.wait('3 recovered publications', 'publication', { since: subMark, count: 3 });
+  // A marker published after the recovery bounds what bob may have got:
+  // anything besides the 3 missed + marker is a duplicate or a stray.
+  const marker = { text: 'after', n: 5 };
+  await alice.publish(room, data.make(marker));
+  await bRoomRec.wait('marker publication n=5', 'publication',
+    { pred: (c) => data.same(c.data, marker), since: subMark });
+  const pubs = bRoomRec.of('publication', subMark);
+  const wanted = [...missed, marker];
+  expect(pubs.length === wanted.length,
+    `bob got ${pubs.length} publications after the drop, want ${wanted.length}: ${pubs.map((p) => `${p.offset}:${data.show(p.data)}`).join(', ')}`);
+  wanted.forEach((value, i) => {
+    expect(data.same(pubs[i].data, value),
+      `publication #${i} after the drop is ${data.show(pubs[i].data)}, want ${data.show(data.make(value))}`);
+    expect(pubs[i].offset === helloOffset + 1 + i,
+      `publication #${i} after the drop has offset ${pubs[i].offset}, want ${helloOffset + 1 + i}`);
+  });
+  passed('7 recovery',
+    `bob reconnected as ${bobId}, recovered=true, got offsets ${pubs.slice(0, 3).map((p) => p.offset)} once each, in order`);
+
+  // 3b. leave: bob unsubscribes, alice sees the leave of bob's current client.
+  const leaveMark = aRoomRec.mark();
+  bRoom.unsubscribe();
+  const [leave] = await aRoomRec.wait('leave of bob', 'leave',
+    { pred: (c) => c.info.client === bobId, since: leaveMark });
+  expect(leave.info.user === 'bob', `bob's leave carries user ${leave.info.user}, want bob`);
+  passed('3 leave', `alice saw bob leave (client=${leave.info.client}, user=${leave.info.user})`);
+
+  // 8. personal channel: a server-side subscription the SDK reports itself.
+  const [personal] = await aliceRec.wait('server-side subscribed to #alice', 'server_subscribed',
+    { pred: (c) => c.channel === '#alice' });
+  await bobRec.wait('server-side subscribed to #bob', 'server_subscribed', { pred: (c) => c.channel === '#bob' });
+  passed('8 personal channel', `alice server-side subscribed to ${personal.channel}, bob to #bob`);
+
+  // 9. smallhistory keeps the last 2 of 3.
+  const sSub = alice.newSubscription(small);
+  const sRec = new Recorder(`alice ${small}`);
+  record(sSub, sRec, SUB_EVENTS);
+  sSub.subscribe();
+  await sRec.wait('subscribed event', 'subscribed');
+  const values = [1, 2, 3].map((n) => ({ text: 'small', n }));
+  for (const value of values) {
+    await alice.publish(small, data.make(value));
+  }
+  const seen = await sRec.wait('3 publications', 'publication', { count: 3 });
+  const offsets = seen.map((c) => c.offset);
+  hist = await alice.history(small, { limit: 10 });
+  const kept = hist.publications.map((p) => [p.offset, data.show(p.data)]);
+  expect(hist.publications.length === 2,
+    `smallhistory history has ${hist.publications.length} publications, want 2: ${short(kept)}`);
+  hist.publications.forEach((p, i) => {
+    expect(p.offset === offsets[i + 1] && data.same(p.data, values[i + 1]),
+      `smallhistory history ${short(kept)}, want offsets ${offsets.slice(1)} with n=2,3`);
+  });
+  expect(hist.offset === offsets[2], `smallhistory top offset ${hist.offset}, want ${offsets[2]}`);
+  passed('9 smallhistory', `history kept offsets ${kept.map(([o]) => o)} of ${offsets}`);
+}
+
+const budget = setTimeout(() => {
+  console.log(`FAIL the script ran past its ${BUDGET_MS / 1000} s budget`);
+  process.exit(1);
+}, BUDGET_MS);
+budget.unref();
+
+try {
+  await main();
+  console.log('all checks passed');
+  process.exit(0);
+} catch (e) {
+  if (e instanceof CheckFailed) {
+    console.log(`FAIL ${e.message}`);
+  } else {
+    console.log(`FAIL unexpected exception: ${e?.stack ?? short(e)}`);
+  }
+  process.exit(1);
+}

@@ -1,0 +1,244 @@
+//! Interop tests: the real Centrifugo SDKs against a real Starling node.
+//!
+//! Each test starts a node with [`CONFIG`], mints HS256 connection tokens for
+//! "alice" and "bob", and runs one SDK script as a child process:
+//! `python/interop.py` (centrifuge-python from PyPI) or `js/interop.mjs`
+//! (centrifuge-js from npm), in JSON or Protobuf mode. The script prints one
+//! line per check and exits non-zero on the first failure; the test fails with
+//! its output. The SDKs are installed by `scripts/setup-interop.sh` (run by
+//! `scripts/test.sh`); a missing install fails the test, it is never skipped.
+//!
+//! Layout:
+//! - [`Sdk`] and [`Encoding`]: which script runs and how it speaks.
+//! - [`run_script`]: node, tokens, child process, timeout, verdict.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use starling_tests::{TestNode, hs256_token};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::Command;
+use tokio::task::JoinHandle;
+
+/// The server config the scripts' expectations are written against.
+const CONFIG: &str = r#"
+[client.token]
+hmac_secret_key = "interop-secret"
+
+[client.subscribe_to_user_personal_channel]
+enabled = true
+
+[channel.without_namespace]
+presence = true
+join_leave = true
+force_push_join_leave = true
+history_size = 100
+history_ttl = "300s"
+force_recovery = true
+allow_publish_for_subscriber = true
+allow_presence_for_subscriber = true
+allow_history_for_subscriber = true
+
+[[channel.namespaces]]
+name = "smallhistory"
+history_size = 2
+history_ttl = "300s"
+force_recovery = true
+allow_publish_for_subscriber = true
+allow_history_for_subscriber = true
+"#;
+
+/// `hmac_secret_key` of [`CONFIG`].
+const SECRET: &str = "interop-secret";
+
+/// A script that runs longer than this is killed and the test fails. The
+/// scripts give each wait 10 s and themselves 55 s.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Which SDK drives the checks.
+#[derive(Clone, Copy)]
+enum Sdk {
+    Python,
+    Js,
+}
+
+/// The client protocol encoding the SDK is told to use.
+#[derive(Clone, Copy)]
+enum Encoding {
+    Json,
+    Protobuf,
+}
+
+impl fmt::Display for Sdk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Sdk::Python => "python",
+            Sdk::Js => "js",
+        })
+    }
+}
+
+impl fmt::Display for Encoding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Encoding::Json => "json",
+            Encoding::Protobuf => "protobuf",
+        })
+    }
+}
+
+fn interop_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("interop")
+}
+
+impl Sdk {
+    /// The interpreter, the script and the directory to run it in, after
+    /// checking that the SDK is installed.
+    fn command(self) -> Result<(PathBuf, &'static str, PathBuf)> {
+        const SETUP: &str = "run scripts/test.sh (or scripts/setup-interop.sh) to install the SDKs";
+        match self {
+            Sdk::Python => {
+                let dir = interop_dir().join("python");
+                let python = dir.join(".venv/bin/python");
+                if !python.exists() {
+                    bail!("{} is missing: {SETUP}", python.display());
+                }
+                Ok((python, "interop.py", dir))
+            }
+            Sdk::Js => {
+                let dir = interop_dir().join("js");
+                let sdk = dir.join("node_modules/centrifuge/package.json");
+                if !sdk.exists() {
+                    bail!("{} is missing: {SETUP}", sdk.display());
+                }
+                Ok((PathBuf::from("node"), "interop.mjs", dir))
+            }
+        }
+    }
+}
+
+/// Forwards each line of a child's stream to the test output as it comes and
+/// keeps it for the failure message.
+fn forward(
+    stream: impl AsyncRead + Unpin + Send + 'static,
+    tag: String,
+    lines: Arc<Mutex<Vec<String>>>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut reader = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            println!("[{tag}] {line}");
+            // A poisoned lock only means another forwarder panicked; the
+            // lines are still worth keeping.
+            let mut kept = lines
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            kept.push(line);
+        }
+    })
+}
+
+/// Runs one SDK script against a fresh node and fails with its output unless
+/// it exits 0 within [`SCRIPT_TIMEOUT`].
+async fn run_script(sdk: Sdk, encoding: Encoding) -> Result<()> {
+    let (program, script, dir) = sdk.command()?;
+    let node = TestNode::start(CONFIG)
+        .await
+        .context("starting the Starling node")?;
+    let outcome = run_child(sdk, encoding, &program, script, &dir, &node.ws_url()).await;
+    node.stop().await;
+    let (status, output) = outcome?;
+    if !status.success() {
+        bail!("{sdk} {encoding} interop script failed ({status}); its output:\n{output}");
+    }
+    Ok(())
+}
+
+async fn run_child(
+    sdk: Sdk,
+    encoding: Encoding,
+    program: &Path,
+    script: &str,
+    dir: &Path,
+    ws_url: &str,
+) -> Result<(ExitStatus, String)> {
+    let tag = format!("{sdk} {encoding}");
+    let mut child = Command::new(program)
+        .arg(script)
+        .current_dir(dir)
+        .env("STARLING_WS_URL", ws_url)
+        .env("STARLING_ENCODING", encoding.to_string())
+        .env("STARLING_TOKEN_ALICE", hs256_token(SECRET, "alice", None))
+        .env("STARLING_TOKEN_BOB", hs256_token(SECRET, "bob", None))
+        .env(
+            "STARLING_CHANNEL_PREFIX",
+            format!("interop-{sdk}-{encoding}-{}", std::process::id()),
+        )
+        .env("PYTHONUNBUFFERED", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| {
+            format!(
+                "starting {} {script} in {}",
+                program.display(),
+                dir.display()
+            )
+        })?;
+
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let mut forwarders = Vec::new();
+    if let Some(stdout) = child.stdout.take() {
+        forwarders.push(forward(stdout, tag.clone(), Arc::clone(&lines)));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        forwarders.push(forward(stderr, tag.clone(), Arc::clone(&lines)));
+    }
+
+    let waited = tokio::time::timeout(SCRIPT_TIMEOUT, child.wait()).await;
+    if waited.is_err() {
+        // The wait was cut short; kill() also reaps the child.
+        child.kill().await.context("killing the timed-out script")?;
+    }
+    for forwarder in forwarders {
+        // The streams end once the child is gone; a forwarder that panicked
+        // has nothing more to give.
+        let _ = forwarder.await;
+    }
+    let output = lines
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .join("\n");
+    match waited {
+        Ok(status) => Ok((status.context("waiting for the script")?, output)),
+        Err(_) => bail!(
+            "{tag} interop script did not finish within {SCRIPT_TIMEOUT:?}; its output:\n{output}"
+        ),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_json() -> Result<()> {
+    run_script(Sdk::Python, Encoding::Json).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_protobuf() -> Result<()> {
+    run_script(Sdk::Python, Encoding::Protobuf).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_json() -> Result<()> {
+    run_script(Sdk::Js, Encoding::Json).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_protobuf() -> Result<()> {
+    run_script(Sdk::Js, Encoding::Protobuf).await
+}
