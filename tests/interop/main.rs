@@ -25,6 +25,8 @@ use tokio::process::Command;
 use tokio::task::JoinHandle;
 
 /// The server config the scripts' expectations are written against.
+/// `allow_subscribe_for_client` is what lets a client subscribe without a
+/// subscription token; as in Centrifugo, it is off by default.
 const CONFIG: &str = r#"
 [client.token]
 hmac_secret_key = "interop-secret"
@@ -39,6 +41,7 @@ force_push_join_leave = true
 history_size = 100
 history_ttl = "300s"
 force_recovery = true
+allow_subscribe_for_client = true
 allow_publish_for_subscriber = true
 allow_presence_for_subscriber = true
 allow_history_for_subscriber = true
@@ -48,6 +51,7 @@ name = "smallhistory"
 history_size = 2
 history_ttl = "300s"
 force_recovery = true
+allow_subscribe_for_client = true
 allow_publish_for_subscriber = true
 allow_history_for_subscriber = true
 "#;

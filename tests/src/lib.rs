@@ -138,3 +138,97 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// The secret [`BASE_CONFIG`] signs tokens with.
+pub const SECRET: &str = "test-secret";
+
+/// A configuration most tests share: history and presence in the default namespace, a
+/// two-entry history namespace `small`, a history-less namespace `plain`, and open
+/// subscribe/publish rules so tests can focus on behaviour rather than permissions.
+pub const BASE_CONFIG: &str = r#"
+[client.token]
+hmac_secret_key = "test-secret"
+
+[channel.without_namespace]
+presence = true
+join_leave = true
+force_push_join_leave = true
+history_size = 100
+history_ttl = "300s"
+force_recovery = true
+allow_subscribe_for_client = true
+allow_publish_for_subscriber = true
+allow_presence_for_subscriber = true
+allow_history_for_subscriber = true
+
+[[channel.namespaces]]
+name = "small"
+history_size = 2
+history_ttl = "300s"
+force_recovery = true
+allow_subscribe_for_client = true
+allow_publish_for_client = true
+allow_history_for_client = true
+
+[[channel.namespaces]]
+name = "plain"
+allow_subscribe_for_client = true
+allow_publish_for_client = true
+"#;
+
+/// How long a test waits for any single expected event before failing.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// Connects user `user` to `node` with a fresh HS256 token signed with [`SECRET`].
+pub async fn connect_as(
+    node: &TestNode,
+    user: &str,
+    encoding: starling_protocol::Encoding,
+) -> anyhow::Result<(starling_client::Client, starling_protocol::ConnectResult)> {
+    let token = hs256_token(SECRET, user, None);
+    Ok(starling_client::Client::builder(node.ws_url())
+        .encoding(encoding)
+        .token(token)
+        .connect()
+        .await?)
+}
+
+/// A subscribe request for `channel` with defaults.
+pub fn sub(channel: &str) -> starling_protocol::SubscribeRequest {
+    starling_protocol::SubscribeRequest {
+        channel: channel.to_string(),
+        ..Default::default()
+    }
+}
+
+/// Waits up to [`WAIT`] for the next push that `pick` accepts; other pushes are skipped.
+pub async fn next_push_where<T>(
+    client: &starling_client::Client,
+    mut pick: impl FnMut(starling_protocol::Push) -> Option<T>,
+) -> anyhow::Result<T> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let push = tokio::time::timeout_at(deadline, client.next_push())
+            .await
+            .context("timed out waiting for a push")?
+            .context("connection closed while waiting for a push")?;
+        if let Some(found) = pick(push) {
+            return Ok(found);
+        }
+    }
+}
+
+/// Waits for the next publication pushed in `channel`.
+pub async fn next_pub(
+    client: &starling_client::Client,
+    channel: &str,
+) -> anyhow::Result<starling_protocol::Publication> {
+    next_push_where(client, |push| {
+        if push.channel == channel {
+            push.r#pub
+        } else {
+            None
+        }
+    })
+    .await
+}

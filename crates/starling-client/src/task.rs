@@ -52,14 +52,13 @@ pub(crate) enum Request {
         message: WsMessage,
         written: oneshot::Sender<()>,
     },
-    /// Close the connection with code 1000.
-    Close { done: oneshot::Sender<()> },
 }
 
 /// Runs the connection until it closes, then publishes the close reason.
 ///
-/// The close reason is published before pending waiters and the push queue
-/// are dropped, so anyone who sees the channel end finds the reason set.
+/// The reason is published, and pending waiters and the push queue are
+/// dropped, before the (bounded) close handshake, so callers learn about the
+/// close at once and always find the reason set when their channel ends.
 pub(crate) async fn run(
     socket: Socket,
     encoding: Encoding,
@@ -72,63 +71,96 @@ pub(crate) async fn run(
         socket,
         encoding,
         pending: HashMap::new(),
-        pushes,
+        pushes: Some(pushes),
         shared,
         server_wants_pong: false,
     };
-    let reason = connection.serve(&mut requests).await;
-    tracing::debug!(code = reason.code, reason = %reason.reason, "client connection ended");
-    close.send_replace(Some(reason));
-    drop(connection);
+    let ending = connection.serve(&mut requests).await;
+    tracing::debug!(code = ending.reason.code, reason = %ending.reason.reason, "client connection ended");
+    close.send_replace(Some(ending.reason));
+    connection.pending.clear();
+    connection.pushes = None;
     drop(requests);
+    if let Some((code, reason)) = ending.send_close {
+        connection.send_close(code, reason).await;
+    }
+    if ending.drain {
+        connection.finish_close_handshake().await;
+    }
+}
+
+/// Why the connection ends and what is left to do for a clean close.
+struct Ending {
+    reason: CloseReason,
+    /// Close frame still to send.
+    send_close: Option<(CloseCode, &'static str)>,
+    /// Whether to read until the server ends the stream.
+    drain: bool,
+}
+
+impl Ending {
+    /// The transport failed: nothing more to say to the server.
+    fn abnormal(reason: String) -> Ending {
+        Ending {
+            reason: CloseReason { code: 1006, reason },
+            send_close: None,
+            drain: false,
+        }
+    }
 }
 
 struct Connection {
     socket: Socket,
     encoding: Encoding,
     pending: HashMap<u32, oneshot::Sender<Reply>>,
-    pushes: mpsc::UnboundedSender<Push>,
+    /// Taken when the connection ends, so `next_push` sees the end.
+    pushes: Option<mpsc::UnboundedSender<Push>>,
     shared: Arc<Shared>,
     /// From `ConnectResult.pong`: the server expects empty commands back.
     server_wants_pong: bool,
 }
 
 impl Connection {
-    async fn serve(&mut self, requests: &mut mpsc::UnboundedReceiver<Request>) -> CloseReason {
+    async fn serve(&mut self, requests: &mut mpsc::UnboundedReceiver<Request>) -> Ending {
         loop {
-            tokio::select! {
-                request = requests.recv() => {
-                    let Some(first) = request else {
-                        // The Client was dropped.
-                        return self.close_locally().await;
-                    };
-                    let mut batch = vec![first];
-                    while batch.len() < MAX_BATCH {
-                        match requests.try_recv() {
-                            Ok(next) => batch.push(next),
-                            Err(_) => break,
+            let step = tokio::select! {
+                request = requests.recv() => match request {
+                    Some(first) => {
+                        let mut batch = vec![first];
+                        while batch.len() < MAX_BATCH {
+                            match requests.try_recv() {
+                                Ok(next) => batch.push(next),
+                                Err(_) => break,
+                            }
                         }
+                        self.handle_batch(batch).await
                     }
-                    if let Err(reason) = self.handle_batch(batch).await {
-                        return reason;
-                    }
-                }
-                incoming = self.socket.next() => {
-                    let message = match incoming {
-                        Some(Ok(message)) => message,
-                        Some(Err(err)) => return abnormal(format!("read failed: {err}")),
-                        None => return abnormal("connection ended without a close frame".to_owned()),
-                    };
-                    if let Err(reason) = self.handle_message(message).await {
-                        return reason;
-                    }
-                }
+                    // Every Client handle is gone (dropped or closed).
+                    None => Err(Ending {
+                        reason: CloseReason {
+                            code: 1000,
+                            reason: "closed by client".to_owned(),
+                        },
+                        send_close: Some((CloseCode::Normal, "")),
+                        drain: true,
+                    }),
+                },
+                incoming = self.socket.next() => match incoming {
+                    Some(Ok(message)) => self.handle_message(message).await,
+                    Some(Err(err)) => Err(Ending::abnormal(format!("read failed: {err}"))),
+                    None => Err(Ending::abnormal(
+                        "connection ended without a close frame".to_owned(),
+                    )),
+                },
+            };
+            if let Err(ending) = step {
+                return ending;
             }
         }
     }
 
     /// Writes a batch of requests, coalescing consecutive commands into one frame.
-    async fn handle_batch(&mut self, batch: Vec<Request>) -> Result<(), CloseReason> {
+    async fn handle_batch(&mut self, batch: Vec<Request>) -> Result<(), Ending> {
         let mut frame = FrameBuilder::new(self.encoding);
         let mut written = Vec::new();
         for request in batch {
@@ -153,12 +185,6 @@ impl Connection {
                     self.write(message).await?;
                     let _ = on_written.send(());
                 }
-                Request::Close { done } => {
-                    self.flush(&mut frame, &mut written).await?;
-                    let reason = self.close_locally().await;
-                    let _ = done.send(());
-                    return Err(reason);
-                }
             }
         }
         self.flush(&mut frame, &mut written).await
@@ -177,7 +203,7 @@ impl Connection {
         &mut self,
         frame: &mut FrameBuilder,
         written: &mut Vec<oneshot::Sender<()>>,
-    ) -> Result<(), CloseReason> {
+    ) -> Result<(), Ending> {
         if frame.is_empty() {
             return Ok(());
         }
@@ -200,15 +226,15 @@ impl Connection {
         }
     }
 
-    async fn write(&mut self, message: WsMessage) -> Result<(), CloseReason> {
+    async fn write(&mut self, message: WsMessage) -> Result<(), Ending> {
         match tokio::time::timeout(WRITE_TIMEOUT, self.socket.send(message)).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) => Err(abnormal(format!("write failed: {err}"))),
-            Err(_) => Err(abnormal("write timed out".to_owned())),
+            Ok(Err(err)) => Err(Ending::abnormal(format!("write failed: {err}"))),
+            Err(_) => Err(Ending::abnormal("write timed out".to_owned())),
         }
     }
 
-    async fn handle_message(&mut self, message: WsMessage) -> Result<(), CloseReason> {
+    async fn handle_message(&mut self, message: WsMessage) -> Result<(), Ending> {
         let replies = match &message {
             WsMessage::Text(text) => decode_replies(self.encoding, text.as_bytes()),
             WsMessage::Binary(bytes) => decode_replies(self.encoding, bytes),
@@ -223,8 +249,12 @@ impl Connection {
                         reason: String::new(),
                     },
                 };
-                self.finish_close_handshake().await;
-                return Err(reason);
+                // tungstenite queued the close reply; draining flushes it.
+                return Err(Ending {
+                    reason,
+                    send_close: None,
+                    drain: true,
+                });
             }
             // tungstenite answers WebSocket pings itself.
             WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => return Ok(()),
@@ -233,9 +263,14 @@ impl Connection {
             Ok(replies) => replies,
             Err(err) => {
                 tracing::warn!(error = %err, "undecodable server frame, closing");
-                let reason = format!("undecodable server frame: {err}");
-                self.send_close(CloseCode::Protocol, "undecodable frame").await;
-                return Err(CloseReason { code: 1002, reason });
+                return Err(Ending {
+                    reason: CloseReason {
+                        code: 1002,
+                        reason: format!("undecodable server frame: {err}"),
+                    },
+                    send_close: Some((CloseCode::Protocol, "undecodable frame")),
+                    drain: true,
+                });
             }
         };
         for reply in replies {
@@ -244,7 +279,7 @@ impl Connection {
         Ok(())
     }
 
-    async fn route(&mut self, mut reply: Reply) -> Result<(), CloseReason> {
+    async fn route(&mut self, mut reply: Reply) -> Result<(), Ending> {
         if reply.id > 0 {
             if let Some(connect) = &reply.connect {
                 self.server_wants_pong = connect.pong;
@@ -256,7 +291,9 @@ impl Connection {
                 None => tracing::debug!(id = reply.id, "reply nobody waits for"),
             }
         } else if let Some(push) = reply.push.take() {
-            let _ = self.pushes.send(push);
+            if let Some(pushes) = &self.pushes {
+                let _ = pushes.send(push);
+            }
         } else if reply.is_ping() {
             self.shared.pings_received.fetch_add(1, Ordering::Relaxed);
             if self.server_wants_pong && self.shared.answer_pings.load(Ordering::Relaxed) {
@@ -266,23 +303,14 @@ impl Connection {
         Ok(())
     }
 
-    async fn pong(&mut self) -> Result<(), CloseReason> {
+    async fn pong(&mut self) -> Result<(), Ending> {
         match encode_command(self.encoding, &Command::default()) {
             Ok(frame) => {
                 let message = self.to_message(frame);
                 self.write(message).await
             }
             // An empty command has nothing that could fail to encode.
-            Err(err) => Err(abnormal(format!("cannot encode pong: {err}"))),
-        }
-    }
-
-    async fn close_locally(&mut self) -> CloseReason {
-        self.send_close(CloseCode::Normal, "").await;
-        self.finish_close_handshake().await;
-        CloseReason {
-            code: 1000,
-            reason: "closed by client".to_owned(),
+            Err(err) => Err(Ending::abnormal(format!("cannot encode pong: {err}"))),
         }
     }
 
@@ -300,8 +328,4 @@ impl Connection {
         let drain = async { while let Some(Ok(_)) = self.socket.next().await {} };
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, drain).await;
     }
-}
-
-fn abnormal(reason: String) -> CloseReason {
-    CloseReason { code: 1006, reason }
 }

@@ -457,11 +457,13 @@ impl ConnectionState {
         if limit > 0 && session.subscriptions.len() >= limit {
             return Err(CommandError::Reply(ErrorCode::LimitExceeded));
         }
-        let resolved = config.resolve_channel(&channel)?;
+        let resolved = self.node.resolve_channel(&channel)?;
         let now = unix_now_secs();
 
         let (chan_info, expires_at) = if request.token.is_empty() {
-            if !may_subscribe_without_token(session, &channel, &resolved) {
+            if self.node.is_private_channel(&channel)
+                || !may_subscribe_without_token(session, &channel, &resolved)
+            {
                 return Err(CommandError::Reply(ErrorCode::PermissionDenied));
             }
             (Bytes::new(), None)
@@ -506,8 +508,7 @@ impl ConnectionState {
         channel: &str,
         request: SubscribeRequest,
     ) -> Result<SubscribeResult, CommandError> {
-        let config = self.node.config();
-        let resolved = config.resolve_channel(channel)?;
+        let resolved = self.node.resolve_channel(channel)?;
         let params = self.subscribe_params(resolved.options, None, &request, Bytes::new(), None);
         let result = self.node.subscribe(channel, params).await?;
         self.session_mut()?.subscriptions.insert(
@@ -637,8 +638,7 @@ impl ConnectionState {
     // ---------------------------------------------------------------- publish, presence, history
 
     async fn publish(&mut self, request: PublishRequest) -> Result<(), CommandError> {
-        let config = self.node.config();
-        let resolved = config.resolve_channel(&request.channel)?;
+        let resolved = self.node.resolve_channel(&request.channel)?;
         let options = resolved.options;
         let session = self.session()?;
         let subscription = session.subscriptions.get(&request.channel);
@@ -695,7 +695,7 @@ impl ConnectionState {
     }
 
     async fn presence(&self, channel: &str) -> Result<PresenceResult, CommandError> {
-        let resolved = self.node.config().resolve_channel(channel)?;
+        let resolved = self.node.resolve_channel(channel)?;
         let o = resolved.options;
         if !o.presence {
             return Err(CommandError::Reply(ErrorCode::NotAvailable));
@@ -716,7 +716,7 @@ impl ConnectionState {
     }
 
     async fn presence_stats(&self, channel: &str) -> Result<PresenceStatsResult, CommandError> {
-        let resolved = self.node.config().resolve_channel(channel)?;
+        let resolved = self.node.resolve_channel(channel)?;
         let o = resolved.options;
         if !o.presence {
             return Err(CommandError::Reply(ErrorCode::NotAvailable));
@@ -735,7 +735,7 @@ impl ConnectionState {
     }
 
     async fn history(&self, request: HistoryRequest) -> Result<HistoryResult, CommandError> {
-        let resolved = self.node.config().resolve_channel(&request.channel)?;
+        let resolved = self.node.resolve_channel(&request.channel)?;
         let o = resolved.options;
         if o.history_size == 0 || o.history_ttl.0.is_zero() {
             return Err(CommandError::Reply(ErrorCode::NotAvailable));

@@ -19,7 +19,7 @@ use ractor::rpc::CallResult;
 use ractor::{ActorRef, RpcReplyPort};
 use rand::RngCore;
 use starling_auth::{TokenKeys, TokenVerifier};
-use starling_config::{Config, TokenConfig};
+use starling_config::{ChannelError, ChannelRules, Config, ResolvedChannel, TokenConfig};
 use starling_protocol::{ClientInfo, DisconnectCode, Encoding, Publication, SubscribeResult};
 use starling_room::{HistoryPage, HistoryQuery, PresenceStats};
 use tracing::{info, warn};
@@ -44,6 +44,7 @@ pub struct Node {
 
 struct Inner {
     config: Arc<Config>,
+    channels: ChannelRules,
     name: String,
     connect_tokens: TokenVerifier,
     subscription_tokens: TokenVerifier,
@@ -112,6 +113,7 @@ impl Node {
         };
         Ok(Node {
             inner: Arc::new(Inner {
+                channels: ChannelRules::new(&config),
                 config: Arc::new(config),
                 name,
                 connect_tokens,
@@ -136,6 +138,19 @@ impl Node {
     /// Counters for `/metrics` and tests.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// Resolves a channel name to its namespace options (indexed lookup).
+    pub(crate) fn resolve_channel<'a>(
+        &'a self,
+        channel: &'a str,
+    ) -> Result<ResolvedChannel<'a>, ChannelError> {
+        self.inner.channels.resolve(channel)
+    }
+
+    /// Whether `channel` carries the private prefix, which always needs a subscription token.
+    pub(crate) fn is_private_channel(&self, channel: &str) -> bool {
+        self.inner.channels.is_private(channel)
     }
 
     pub(crate) fn connect_tokens(&self) -> &TokenVerifier {
@@ -206,8 +221,6 @@ impl Node {
             return Ok(room.clone());
         }
         let options = self
-            .inner
-            .config
             .resolve_channel(name)
             .map_err(NodeError::Channel)?
             .options

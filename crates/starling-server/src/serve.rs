@@ -16,7 +16,7 @@ use crate::cli::ServeArgs;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let mut config = Config::load(args.config.as_deref(), std::env::vars())?;
+    let mut config = Config::load(args.config.as_deref(), starling_config::process_env())?;
     if let Some(addr) = args.http_addr {
         config.node.http_addr = addr;
     }

@@ -70,18 +70,25 @@ class Recorder {
     return this.events.slice(since).filter(([k]) => k === kind).map(([, ctx]) => ctx);
   }
 
-  // Resolves with the first `count` events of `kind` after `since` that match `pred`.
-  wait(what, kind, { pred = () => true, since = 0, count = 1 } = {}) {
+  // Resolves with the first `count` events of `kind` after `since` that match
+  // `pred`; an event of a kind in `failOn` (e.g. "unsubscribed" while waiting
+  // for "subscribed") rejects at once, as nothing would come after it.
+  wait(what, kind, { pred = () => true, since = 0, count = 1, failOn = [] } = {}) {
     return new Promise((resolve, reject) => {
       let timer = null;
       const check = () => {
         const found = this.of(kind, since).filter(pred);
-        if (found.length < count) {
+        const bad = failOn.flatMap((k) => this.of(k, since).map((ctx) => [k, ctx]));
+        if (found.length < count && bad.length === 0) {
           return false;
         }
         clearTimeout(timer);
         this.waiters.delete(check);
-        resolve(found);
+        if (found.length >= count) {
+          resolve(found);
+        } else {
+          reject(new CheckFailed(`${this.name}: got ${bad[0][0]} ${short(bad[0][1])} while waiting for ${what}`));
+        }
         return true;
       };
       timer = setTimeout(() => {
@@ -217,11 +224,11 @@ async function main() {
 async function checks({ alice, aliceRec, bob, bobRec, room, small, data }, setBobHold) {
   // 1. connect
   alice.connect();
-  const [aConn] = await aliceRec.wait('connected event', 'connected');
+  const [aConn] = await aliceRec.wait('connected event', 'connected', { failOn: ['disconnected'] });
   expect(Boolean(aConn.client), `alice connected without a client id: ${short(aConn)}`);
   const aliceId = aConn.client;
   bob.connect();
-  const [bConn] = await bobRec.wait('connected event', 'connected');
+  const [bConn] = await bobRec.wait('connected event', 'connected', { failOn: ['disconnected'] });
   expect(Boolean(bConn.client), `bob connected without a client id: ${short(bConn)}`);
   expect(bConn.client !== aliceId, `alice and bob got the same client id ${aliceId}`);
   let bobId = bConn.client;
@@ -232,12 +239,12 @@ async function checks({ alice, aliceRec, bob, bobRec, room, small, data }, setBo
   const aRoomRec = new Recorder(`alice ${room}`);
   record(aRoom, aRoomRec, SUB_EVENTS);
   aRoom.subscribe();
-  await aRoomRec.wait('subscribed event', 'subscribed');
+  await aRoomRec.wait('subscribed event', 'subscribed', { failOn: ['unsubscribed'] });
   const bRoom = bob.newSubscription(room);
   const bRoomRec = new Recorder(`bob ${room}`);
   record(bRoom, bRoomRec, SUB_EVENTS);
   bRoom.subscribe();
-  const [bSub] = await bRoomRec.wait('subscribed event', 'subscribed');
+  const [bSub] = await bRoomRec.wait('subscribed event', 'subscribed', { failOn: ['unsubscribed'] });
   expect(bSub.channel === room, `bob's subscribed event names channel ${bSub.channel}, want ${room}`);
   expect(bSub.recoverable && bSub.streamPosition && bSub.streamPosition.epoch,
     `force_recovery is on, but bob's subscribe is not recoverable with an epoch: ${short(bSub)}`);
@@ -299,9 +306,9 @@ async function checks({ alice, aliceRec, bob, bobRec, room, small, data }, setBo
   expect(bob.state === 'connecting', `bob is ${bob.state} while it should be away`);
   setBobHold(null);
   hold.open();
-  const [bConn2] = await bobRec.wait('reconnected', 'connected', { since: bobMark });
+  const [bConn2] = await bobRec.wait('reconnected', 'connected', { since: bobMark, failOn: ['disconnected'] });
   bobId = bConn2.client;
-  const [resub] = await bRoomRec.wait('resubscribed', 'subscribed', { since: subMark });
+  const [resub] = await bRoomRec.wait('resubscribed', 'subscribed', { since: subMark, failOn: ['unsubscribed'] });
   expect(resub.wasRecovering, `bob's resubscribe did not try to recover: ${short(resub)}`);
   expect(resub.recovered, `bob's resubscribe was not recovered: ${short(resub)}`);
   await bRoomRec.wait('3 recovered publications', 'publication', { since: subMark, count: 3 });
@@ -343,7 +350,7 @@ async function checks({ alice, aliceRec, bob, bobRec, room, small, data }, setBo
   const sRec = new Recorder(`alice ${small}`);
   record(sSub, sRec, SUB_EVENTS);
   sSub.subscribe();
-  await sRec.wait('subscribed event', 'subscribed');
+  await sRec.wait('subscribed event', 'subscribed', { failOn: ['unsubscribed'] });
   const values = [1, 2, 3].map((n) => ({ text: 'small', n }));
   for (const value of values) {
     await alice.publish(small, data.make(value));

@@ -80,8 +80,11 @@ class Recorder:
         pred: Callable[[Any], bool] = lambda _ctx: True,
         since: int = 0,
         count: int = 1,
+        fail_on: Tuple[str, ...] = (),
     ) -> List[Any]:
-        """Waits until `count` events of `kind` after `since` match `pred`."""
+        """Waits until `count` events of `kind` after `since` match `pred`;
+        an event of a kind in `fail_on` (e.g. "unsubscribed" while waiting
+        for "subscribed") fails at once, as nothing would come after it."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + WAIT
         while True:
@@ -89,6 +92,11 @@ class Recorder:
             found = [ctx for ctx in self.of(kind, since) if pred(ctx)]
             if len(found) >= count:
                 return found
+            for bad in fail_on:
+                for ctx in self.of(bad, since):
+                    raise CheckFailed(
+                        f"{self.name}: got {bad} {short(ctx)} while waiting for {what}"
+                    )
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise CheckFailed(
@@ -220,7 +228,10 @@ def drop_transport(client: Client) -> None:
 async def run() -> None:
     url = env("STARLING_WS_URL")
     encoding = env("STARLING_ENCODING")
-    expect(encoding in ("json", "protobuf"), f"STARLING_ENCODING must be json or protobuf, got {encoding!r}")
+    expect(
+        encoding in ("json", "protobuf"),
+        f"STARLING_ENCODING must be json or protobuf, got {encoding!r}",
+    )
     protobuf = encoding == "protobuf"
     prefix = env("STARLING_CHANNEL_PREFIX")
     room = f"{prefix}-room"
@@ -259,11 +270,11 @@ async def run() -> None:
 async def checks(alice, alice_ev, bob, bob_ev, room, small, data: Payloads) -> None:
     # 1. connect
     await alice.connect()
-    (a_conn,) = await alice_ev.rec.wait("connected event", "connected")
+    (a_conn,) = await alice_ev.rec.wait("connected event", "connected", fail_on=("disconnected",))
     expect(bool(a_conn.client), f"alice connected without a client id: {a_conn!r}")
     alice_id = a_conn.client
     await bob.connect()
-    (b_conn,) = await bob_ev.rec.wait("connected event", "connected")
+    (b_conn,) = await bob_ev.rec.wait("connected event", "connected", fail_on=("disconnected",))
     expect(bool(b_conn.client), f"bob connected without a client id: {b_conn!r}")
     expect(b_conn.client != alice_id, f"alice and bob got the same client id {alice_id!r}")
     bob_id = b_conn.client
@@ -273,22 +284,28 @@ async def checks(alice, alice_ev, bob, bob_ev, room, small, data: Payloads) -> N
     a_room_ev = SubEvents(f"alice {room}")
     a_room = alice.new_subscription(room, events=a_room_ev)
     await a_room.subscribe()
-    (a_sub,) = await a_room_ev.rec.wait("subscribed event", "subscribed")
+    (a_sub,) = await a_room_ev.rec.wait("subscribed event", "subscribed", fail_on=("unsubscribed",))
     b_room_ev = SubEvents(f"bob {room}")
     b_room = bob.new_subscription(room, events=b_room_ev)
     await b_room.subscribe()
-    (b_sub,) = await b_room_ev.rec.wait("subscribed event", "subscribed")
-    expect(b_sub.channel == room, f"bob's subscribed event names channel {b_sub.channel!r}, want {room!r}")
+    (b_sub,) = await b_room_ev.rec.wait("subscribed event", "subscribed", fail_on=("unsubscribed",))
     expect(
-        b_sub.recoverable and b_sub.stream_position is not None and bool(b_sub.stream_position.epoch),
+        b_sub.channel == room,
+        f"bob's subscribed event names channel {b_sub.channel!r}, want {room!r}",
+    )
+    expect(
+        b_sub.recoverable
+        and b_sub.stream_position is not None
+        and bool(b_sub.stream_position.epoch),
         f"force_recovery is on, but bob's subscribe is not recoverable with an epoch: {b_sub!r}",
     )
-    passed("2 subscribe", f"both subscribed to {room} (recoverable, epoch={b_sub.stream_position.epoch})")
+    passed(
+        "2 subscribe",
+        f"both subscribed to {room} (recoverable, epoch={b_sub.stream_position.epoch})",
+    )
 
     # 3a. join: force_push_join_leave makes the server push bob's join to alice.
-    (join,) = await a_room_ev.rec.wait(
-        "join of bob", "join", lambda c: c.info.client == bob_id
-    )
+    (join,) = await a_room_ev.rec.wait("join of bob", "join", lambda c: c.info.client == bob_id)
     expect(join.info.user == "bob", f"bob's join carries user {join.info.user!r}, want 'bob'")
     passed("3 join", f"alice saw bob join (client={join.info.client}, user={join.info.user})")
 
@@ -296,29 +313,54 @@ async def checks(alice, alice_ev, bob, bob_ev, room, small, data: Payloads) -> N
     hello = {"text": "hello", "n": 1}
     await alice.publish(room, data.make(hello))
     (pub,) = await b_room_ev.rec.wait("publication n=1", "publication")
-    expect(data.same(pub.pub.data, hello), f"bob got data {pub.pub.data!r}, want {data.make(hello)!r}")
+    expect(
+        data.same(pub.pub.data, hello), f"bob got data {pub.pub.data!r}, want {data.make(hello)!r}"
+    )
     expect(pub.pub.offset > 0, f"publication has no offset: {pub.pub!r}")
     hello_offset = pub.pub.offset
     passed("4 publish", f"bob received {pub.pub.data!r} at offset {hello_offset}")
 
     # 5. history
     hist = await alice.history(room, limit=10)
-    expect(len(hist.publications) == 1, f"history has {len(hist.publications)} publications, want 1: {hist!r}")
-    expect(data.same(hist.publications[0].data, hello), f"history data {hist.publications[0].data!r}, want {data.make(hello)!r}")
-    expect(hist.publications[0].offset == hello_offset, f"history offset {hist.publications[0].offset}, bob saw {hello_offset}")
+    expect(
+        len(hist.publications) == 1,
+        f"history has {len(hist.publications)} publications, want 1: {hist!r}",
+    )
+    expect(
+        data.same(hist.publications[0].data, hello),
+        f"history data {hist.publications[0].data!r}, want {data.make(hello)!r}",
+    )
+    expect(
+        hist.publications[0].offset == hello_offset,
+        f"history offset {hist.publications[0].offset}, bob saw {hello_offset}",
+    )
     expect(hist.offset == hello_offset, f"history top offset {hist.offset}, want {hello_offset}")
-    expect(hist.epoch == b_sub.stream_position.epoch, f"history epoch {hist.epoch!r}, subscribe said {b_sub.stream_position.epoch!r}")
-    passed("5 history", f"1 publication at offset {hello_offset}, top offset {hist.offset}, epoch {hist.epoch}")
+    expect(
+        hist.epoch == b_sub.stream_position.epoch,
+        f"history epoch {hist.epoch!r}, subscribe said {b_sub.stream_position.epoch!r}",
+    )
+    passed(
+        "5 history",
+        f"1 publication at offset {hello_offset}, top offset {hist.offset}, epoch {hist.epoch}",
+    )
 
     # 6. presence + presence stats
     pres = await alice.presence(room)
     got = {cid: info.user for cid, info in pres.clients.items()}
-    expect(got == {alice_id: "alice", bob_id: "bob"}, f"presence {got!r}, want {{{alice_id!r}: 'alice', {bob_id!r}: 'bob'}}")
+    expect(
+        got == {alice_id: "alice", bob_id: "bob"},
+        f"presence {got!r}, want {{{alice_id!r}: 'alice', {bob_id!r}: 'bob'}}",
+    )
     for cid, info in pres.clients.items():
         expect(info.client == cid, f"presence entry {cid!r} carries client {info.client!r}")
     stats = await bob.presence_stats(room)
-    expect((stats.num_clients, stats.num_users) == (2, 2), f"presence_stats {stats!r}, want 2 clients, 2 users")
-    passed("6 presence", f"clients {got}; stats {stats.num_clients} clients, {stats.num_users} users")
+    expect(
+        (stats.num_clients, stats.num_users) == (2, 2),
+        f"presence_stats {stats!r}, want 2 clients, 2 users",
+    )
+    passed(
+        "6 presence", f"clients {got}; stats {stats.num_clients} clients, {stats.num_users} users"
+    )
 
     # 7. recovery after a dropped connection
     bob_mark = bob_ev.rec.mark()
@@ -335,9 +377,13 @@ async def checks(alice, alice_ev, bob, bob_ev, room, small, data: Payloads) -> N
     expect(bob.state == ClientState.CONNECTING, f"bob is {bob.state} while it should be away")
     bob_ev.hold = None
     hold.set()
-    (b_conn2,) = await bob_ev.rec.wait("reconnected", "connected", since=bob_mark)
+    (b_conn2,) = await bob_ev.rec.wait(
+        "reconnected", "connected", since=bob_mark, fail_on=("disconnected",)
+    )
     bob_id = b_conn2.client
-    (resub,) = await b_room_ev.rec.wait("resubscribed", "subscribed", since=sub_mark)
+    (resub,) = await b_room_ev.rec.wait(
+        "resubscribed", "subscribed", since=sub_mark, fail_on=("unsubscribed",)
+    )
     expect(resub.was_recovering, f"bob's resubscribe did not try to recover: {resub!r}")
     expect(resub.recovered, f"bob's resubscribe was not recovered: {resub!r}")
     await b_room_ev.rec.wait("3 recovered publications", "publication", since=sub_mark, count=3)
@@ -345,14 +391,33 @@ async def checks(alice, alice_ev, bob, bob_ev, room, small, data: Payloads) -> N
     # anything besides the 3 missed + marker is a duplicate or a stray.
     marker = {"text": "after", "n": 5}
     await alice.publish(room, data.make(marker))
-    await b_room_ev.rec.wait("marker publication n=5", "publication", lambda c: data.same(c.pub.data, marker), since=sub_mark)
+    await b_room_ev.rec.wait(
+        "marker publication n=5",
+        "publication",
+        lambda c: data.same(c.pub.data, marker),
+        since=sub_mark,
+    )
     pubs = [c.pub for c in b_room_ev.rec.of("publication", sub_mark)]
     wanted = missed + [marker]
-    expect(len(pubs) == len(wanted), f"bob got {len(pubs)} publications after the drop, want {len(wanted)}: {[(p.offset, p.data) for p in pubs]!r}")
+    expect(
+        len(pubs) == len(wanted),
+        f"bob got {len(pubs)} publications after the drop, want {len(wanted)}: "
+        f"{[(p.offset, p.data) for p in pubs]!r}",
+    )
     for i, (p, value) in enumerate(zip(pubs, wanted)):
-        expect(data.same(p.data, value), f"publication #{i} after the drop is {p.data!r}, want {data.make(value)!r}")
-        expect(p.offset == hello_offset + 1 + i, f"publication #{i} after the drop has offset {p.offset}, want {hello_offset + 1 + i}")
-    passed("7 recovery", f"bob reconnected as {bob_id}, recovered=True, got offsets {[p.offset for p in pubs[:3]]} once each, in order")
+        expect(
+            data.same(p.data, value),
+            f"publication #{i} after the drop is {p.data!r}, want {data.make(value)!r}",
+        )
+        expect(
+            p.offset == hello_offset + 1 + i,
+            f"publication #{i} after the drop has offset {p.offset}, want {hello_offset + 1 + i}",
+        )
+    passed(
+        "7 recovery",
+        f"bob reconnected as {bob_id}, recovered=True, "
+        f"got offsets {[p.offset for p in pubs[:3]]} once each, in order",
+    )
 
     # 3b. leave: bob unsubscribes, alice sees the leave of bob's current client.
     leave_mark = a_room_ev.rec.mark()
@@ -376,7 +441,7 @@ async def checks(alice, alice_ev, bob, bob_ev, room, small, data: Payloads) -> N
     s_ev = SubEvents(f"alice {small}")
     s_sub = alice.new_subscription(small, events=s_ev)
     await s_sub.subscribe()
-    await s_ev.rec.wait("subscribed event", "subscribed")
+    await s_ev.rec.wait("subscribed event", "subscribed", fail_on=("unsubscribed",))
     values = [{"text": "small", "n": n} for n in (1, 2, 3)]
     for value in values:
         await alice.publish(small, data.make(value))
@@ -386,7 +451,10 @@ async def checks(alice, alice_ev, bob, bob_ev, room, small, data: Payloads) -> N
     got = [(p.offset, p.data) for p in hist.publications]
     expect(len(got) == 2, f"smallhistory history has {len(got)} publications, want 2: {got!r}")
     for (off, payload), want_off, value in zip(got, offsets[1:], values[1:]):
-        expect(off == want_off and data.same(payload, value), f"smallhistory history {got!r}, want offsets {offsets[1:]} with n=2,3")
+        expect(
+            off == want_off and data.same(payload, value),
+            f"smallhistory history {got!r}, want offsets {offsets[1:]} with n=2,3",
+        )
     expect(hist.offset == offsets[2], f"smallhistory top offset {hist.offset}, want {offsets[2]}")
     passed("9 smallhistory", f"history kept offsets {[o for o, _ in got]} of {offsets}")
 
