@@ -87,7 +87,7 @@ async fn pump(socket: &mut WebSocket, handle: &ConnectionHandle, encoding: Encod
                 }
             }
             inbound = socket.recv() => match inbound {
-                Some(Ok(Message::Text(text))) => handle.inbound(Bytes::from(Message::Text(text).into_data())),
+                Some(Ok(message @ Message::Text(_))) => handle.inbound(message.into_data()),
                 Some(Ok(Message::Binary(data))) => handle.inbound(data),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Ok(Message::Close(_))) | None => return,

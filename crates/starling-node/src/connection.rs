@@ -25,6 +25,7 @@ use starling_room::HistoryQuery;
 use tracing::{debug, info, warn};
 
 use crate::clock::unix_now_secs;
+use crate::detach;
 use crate::error::CommandError;
 use crate::node::Node;
 use crate::outbound::Outbound;
@@ -103,7 +104,7 @@ impl Actor for ConnectionActor {
         myself: ActorRef<ConnectionMsg>,
         args: ConnectionArgs,
     ) -> Result<ConnectionState, ActorProcessingErr> {
-        let _ = myself.send_after(STALE_CLOSE_DELAY, || ConnectionMsg::StaleCheck);
+        detach(myself.send_after(STALE_CLOSE_DELAY, || ConnectionMsg::StaleCheck));
         Ok(ConnectionState {
             node: args.node,
             client_id: args.client_id,
@@ -772,7 +773,7 @@ impl ConnectionState {
 
     fn schedule_ping(&self, myself: &ActorRef<ConnectionMsg>, after: Duration) {
         if !after.is_zero() {
-            let _ = myself.send_after(after, || ConnectionMsg::Ping);
+            detach(myself.send_after(after, || ConnectionMsg::Ping));
         }
     }
 
@@ -786,7 +787,7 @@ impl ConnectionState {
         self.ping_seq += 1;
         let seq = self.ping_seq;
         let timeout = self.node.config().client.pong_timeout.0;
-        let _ = myself.send_after(timeout, move || ConnectionMsg::PongDeadline(seq));
+        detach(myself.send_after(timeout, move || ConnectionMsg::PongDeadline(seq)));
     }
 
     fn on_pong_deadline(&mut self, myself: &ActorRef<ConnectionMsg>, seq: u64) {
@@ -921,5 +922,5 @@ where
 {
     let secs = u64::try_from((at - now).max(0)).unwrap_or(0);
     let delay = Duration::from_secs(secs).max(Duration::from_millis(1));
-    let _ = myself.send_after(delay, msg);
+    detach(myself.send_after(delay, msg));
 }

@@ -28,3 +28,10 @@ pub use metrics::{Metrics, MetricsSnapshot};
 pub use node::{ConnectionHandle, Node};
 pub use outbound::{Batch, Close, Outbound, Overflow};
 pub use starling_room::{HistoryPage, HistoryQuery, PresenceStats};
+
+/// Lets a timer task run on its own. ractor's `send_after` returns the task's handle; timers
+/// here are never cancelled — a timer that fires for a stopped actor is simply discarded, and a
+/// stale one is recognised by its payload (e.g. the ping sequence number).
+pub(crate) fn detach<T>(timer: ractor::concurrency::JoinHandle<T>) {
+    drop(timer);
+}

@@ -24,6 +24,7 @@ use starling_room::{HistoryPage, HistoryQuery, PresenceStats, Room, RoomError, R
 use tracing::{debug, warn};
 
 use crate::clock::unix_now_ms;
+use crate::detach;
 use crate::node::Node;
 use crate::outbound::Outbound;
 
@@ -336,7 +337,7 @@ impl RoomState {
         {
             let delay = Duration::from_millis(u64::try_from((at - now).max(1)).unwrap_or(1));
             self.trim_scheduled = true;
-            let _ = myself.send_after(delay, || RoomMsg::Trim);
+            detach(myself.send_after(delay, || RoomMsg::Trim));
         }
     }
 }
