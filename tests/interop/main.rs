@@ -1,7 +1,8 @@
 //! Interop tests: the real Centrifugo SDKs against a real Starling node.
 //!
 //! Each test starts a node with [`CONFIG`], mints HS256 connection tokens for
-//! "alice" and "bob", and runs one SDK script as a child process:
+//! "alice" and "bob", and runs one SDK script as a child process, which mints
+//! its own subscription tokens with the same secret:
 //! `python/interop.py` (centrifuge-python from PyPI) or `js/interop.mjs`
 //! (centrifuge-js from npm), in JSON or Protobuf mode. The script prints one
 //! line per check and exits non-zero on the first failure; the test fails with
@@ -24,12 +25,13 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio::task::JoinHandle;
 
-/// The server config the scripts' expectations are written against.
-/// `allow_subscribe_for_client` is what lets a client subscribe without a
-/// subscription token; as in Centrifugo, it is off by default.
+/// The server config the scripts' expectations are written against, as an
+/// application would write it: no channel lets a client subscribe on its own,
+/// so every subscribe needs a subscription token (the scripts mint them with
+/// [`SECRET`] in the SDKs' `getToken` hooks).
 const CONFIG: &str = r#"
 [client.token]
-hmac_secret_key = "interop-secret"
+hmac_secret_key = "secret"
 
 [client.subscribe_to_user_personal_channel]
 enabled = true
@@ -41,7 +43,6 @@ force_push_join_leave = true
 history_size = 100
 history_ttl = "300s"
 force_recovery = true
-allow_subscribe_for_client = true
 allow_publish_for_subscriber = true
 allow_presence_for_subscriber = true
 allow_history_for_subscriber = true
@@ -51,13 +52,14 @@ name = "smallhistory"
 history_size = 2
 history_ttl = "300s"
 force_recovery = true
-allow_subscribe_for_client = true
 allow_publish_for_subscriber = true
 allow_history_for_subscriber = true
 "#;
 
-/// `hmac_secret_key` of [`CONFIG`].
-const SECRET: &str = "interop-secret";
+/// `hmac_secret_key` of [`CONFIG`]: it signs the connection tokens minted here
+/// and, passed to the scripts as `STARLING_HMAC_SECRET`, the subscription
+/// tokens they mint.
+const SECRET: &str = "secret";
 
 /// A script that runs longer than this is killed and the test fails. The
 /// scripts give each wait 10 s and themselves 55 s.
@@ -178,6 +180,7 @@ async fn run_child(
         .env("STARLING_ENCODING", encoding.to_string())
         .env("STARLING_TOKEN_ALICE", hs256_token(SECRET, "alice", None))
         .env("STARLING_TOKEN_BOB", hs256_token(SECRET, "bob", None))
+        .env("STARLING_HMAC_SECRET", SECRET)
         .env(
             "STARLING_CHANNEL_PREFIX",
             format!("interop-{sdk}-{encoding}-{}", std::process::id()),

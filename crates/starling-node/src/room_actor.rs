@@ -17,8 +17,8 @@ use bytes::Bytes;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use starling_config::ChannelOptions;
 use starling_protocol::{
-    ClientInfo, Encoding, Join, Leave, Publication, Push, Reply, StreamPosition, SubscribeResult,
-    encode_reply,
+    ClientInfo, DisconnectCode, Encoding, Join, Leave, Publication, Push, Reply, StreamPosition,
+    SubscribeResult, encode_reply,
 };
 use starling_room::{HistoryPage, HistoryQuery, PresenceStats, Room, RoomError, RoomOptions};
 use tracing::{debug, warn};
@@ -306,9 +306,12 @@ impl RoomState {
                 None => match encode_reply(subscriber.encoding, &reply) {
                     Ok(frame) => slot.insert(frame).clone(),
                     Err(error) => {
-                        // Binary data cannot go to a JSON subscriber; the publisher mixed
-                        // encodings in one room. Skip, loudly, rather than send invalid JSON.
+                        // Binary data cannot travel in a JSON frame. Skipping it would leave a
+                        // silent gap, so the subscriber is told, as Centrifugo does: 3506.
                         debug!(room = %self.name, %error, "push not encodable for subscriber");
+                        subscriber
+                            .outbound
+                            .close(DisconnectCode::InappropriateProtocol.into(), true);
                         continue;
                     }
                 },

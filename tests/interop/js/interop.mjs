@@ -7,12 +7,19 @@
 //   STARLING_ENCODING        "json" or "protobuf"
 //   STARLING_TOKEN_ALICE     HS256 connection token for user "alice"
 //   STARLING_TOKEN_BOB       HS256 connection token for user "bob"
+//   STARLING_HMAC_SECRET     the server's client.token.hmac_secret_key; this
+//                            script signs its subscription tokens with it
 //   STARLING_CHANNEL_PREFIX  unique per run, keeps runs apart
 //
 // Every check prints one line; the first failing check prints FAIL with what
 // was expected and what the SDK reported, and the process exits 1. Nothing
 // here sleeps to synchronise: every wait is on an SDK event with a deadline.
+//
+// The server config lets no one subscribe without a subscription token, so
+// subscriptions get theirs the way applications do: the SDK's getToken hook,
+// here minting the HS256 JWT locally instead of asking an app backend.
 
+import { createHmac } from 'node:crypto';
 import { isDeepStrictEqual, inspect } from 'node:util';
 import WebSocket from 'ws';
 
@@ -154,6 +161,39 @@ class Payloads {
   }
 }
 
+// An HS256 subscription token as an app backend would issue it: `sub` is the
+// user, `channel` the channel, valid for 5 minutes.
+function subscriptionToken(secret, user, channel) {
+  const b64url = (text) => Buffer.from(text).toString('base64url');
+  const header = { alg: 'HS256', typ: 'JWT' };
+  const claims = { sub: user, channel, exp: Math.floor(Date.now() / 1000) + 300 };
+  const signingInput = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;
+  const signature = createHmac('sha256', secret).update(signingInput).digest('base64url');
+  return `${signingInput}.${signature}`;
+}
+
+// getToken hooks for one user's subscriptions; counts the calls per channel so
+// the output shows when the SDK asked for a token.
+class Tokens {
+  constructor(secret, user) {
+    this.secret = secret;
+    this.user = user;
+    this.calls = new Map();
+  }
+
+  hook(channel) {
+    return async (ctx) => {
+      expect(ctx.channel === channel, `getToken of ${channel} was asked for ${ctx.channel}`);
+      this.calls.set(channel, this.count(channel) + 1);
+      return subscriptionToken(this.secret, this.user, ctx.channel);
+    };
+  }
+
+  count(channel) {
+    return this.calls.get(channel) ?? 0;
+  }
+}
+
 // A promise the test resolves by hand.
 function gate() {
   let open;
@@ -182,6 +222,7 @@ async function main() {
   // The protobuf build is a separate entry point of the same package.
   const { Centrifuge } = protobuf ? await import('centrifuge/build/protobuf') : await import('centrifuge');
   const prefix = env('STARLING_CHANNEL_PREFIX');
+  const secret = env('STARLING_HMAC_SECRET');
   const room = `${prefix}-room`;
   const small = `smallhistory:${prefix}`;
   const data = new Payloads(protobuf);
@@ -210,7 +251,18 @@ async function main() {
   record(bob, bobRec, CLIENT_EVENTS);
   record(bob, bobRec, SERVER_SUB_EVENTS, 'server_');
 
-  const ctx = { alice, aliceRec, bob, bobRec, room, small, data };
+  const ctx = {
+    alice,
+    aliceRec,
+    aliceTokens: new Tokens(secret, 'alice'),
+    bob,
+    bobRec,
+    bobTokens: new Tokens(secret, 'bob'),
+    prefix,
+    room,
+    small,
+    data,
+  };
   try {
     await checks(ctx, (hold) => {
       bobHold = hold;
@@ -221,7 +273,10 @@ async function main() {
   }
 }
 
-async function checks({ alice, aliceRec, bob, bobRec, room, small, data }, setBobHold) {
+async function checks(
+  { alice, aliceRec, aliceTokens, bob, bobRec, bobTokens, prefix, room, small, data },
+  setBobHold,
+) {
   // 1. connect
   alice.connect();
   const [aConn] = await aliceRec.wait('connected event', 'connected', { failOn: ['disconnected'] });
@@ -234,13 +289,26 @@ async function checks({ alice, aliceRec, bob, bobRec, room, small, data }, setBo
   let bobId = bConn.client;
   passed('1 connect', `alice client=${aliceId} bob client=${bobId}`);
 
+  // 10. no token, no subscription: nothing in the config lets a client
+  // subscribe on its own, so the server refuses with 103 (permission denied)
+  // and the SDK, as for any permanent subscribe error, ends the subscription.
+  const bare = `${prefix}-notoken`;
+  const bareSub = alice.newSubscription(bare);
+  const bareRec = new Recorder(`alice ${bare}`);
+  record(bareSub, bareRec, SUB_EVENTS);
+  bareSub.subscribe();
+  const [refused] = await bareRec.wait('unsubscribed (refused)', 'unsubscribed', { failOn: ['subscribed'] });
+  expect(refused.code === 103,
+    `subscribing to ${bare} without a token ended with ${short(refused)}, want code 103`);
+  passed('10 token required', `${bare} without a token: unsubscribed ${refused.code} '${refused.reason}'`);
+
   // 2. subscribe: alice first, so bob's join reaches an already subscribed alice.
-  const aRoom = alice.newSubscription(room);
+  const aRoom = alice.newSubscription(room, { getToken: aliceTokens.hook(room) });
   const aRoomRec = new Recorder(`alice ${room}`);
   record(aRoom, aRoomRec, SUB_EVENTS);
   aRoom.subscribe();
   await aRoomRec.wait('subscribed event', 'subscribed', { failOn: ['unsubscribed'] });
-  const bRoom = bob.newSubscription(room);
+  const bRoom = bob.newSubscription(room, { getToken: bobTokens.hook(room) });
   const bRoomRec = new Recorder(`bob ${room}`);
   record(bRoom, bRoomRec, SUB_EVENTS);
   bRoom.subscribe();
@@ -249,7 +317,9 @@ async function checks({ alice, aliceRec, bob, bobRec, room, small, data }, setBo
   expect(bSub.recoverable && bSub.streamPosition && bSub.streamPosition.epoch,
     `force_recovery is on, but bob's subscribe is not recoverable with an epoch: ${short(bSub)}`);
   const epoch = bSub.streamPosition.epoch;
-  passed('2 subscribe', `both subscribed to ${room} (recoverable, epoch=${epoch})`);
+  const calls = [aliceTokens.count(room), bobTokens.count(room)];
+  expect(calls[0] === 1 && calls[1] === 1, `getToken calls for ${room} (alice, bob): ${calls}, want 1,1`);
+  passed('2 subscribe', `both subscribed to ${room} with getToken (recoverable, epoch=${epoch})`);
 
   // 3a. join: force_push_join_leave makes the server push bob's join to alice.
   const [join] = await aRoomRec.wait('join of bob', 'join', { pred: (c) => c.info.client === bobId });
@@ -295,6 +365,7 @@ async function checks({ alice, aliceRec, bob, bobRec, room, small, data }, setBo
   const subMark = bRoomRec.mark();
   const hold = gate();
   setBobHold(hold);
+  const tokenCalls = bobTokens.count(room);
   dropTransport(bob);
   await bobRec.wait('connecting after the drop', 'connecting', { since: bobMark });
   await bRoomRec.wait('subscribing after the drop', 'subscribing', { since: subMark });
@@ -328,8 +399,12 @@ async function checks({ alice, aliceRec, bob, bobRec, room, small, data }, setBo
     expect(pubs[i].offset === helloOffset + 1 + i,
       `publication #${i} after the drop has offset ${pubs[i].offset}, want ${helloOffset + 1 + i}`);
   });
+  // The SDK keeps a subscription token it got until the server says it
+  // expired, so the resubscribe may reuse it; either way the server took it.
+  const fetched = bobTokens.count(room) - tokenCalls;
   passed('7 recovery',
-    `bob reconnected as ${bobId}, recovered=true, got offsets ${pubs.slice(0, 3).map((p) => p.offset)} once each, in order`);
+    `bob reconnected as ${bobId}, recovered=true, got offsets ${pubs.slice(0, 3).map((p) => p.offset)} ` +
+    `once each, in order (getToken calls on resubscribe: ${fetched})`);
 
   // 3b. leave: bob unsubscribes, alice sees the leave of bob's current client.
   const leaveMark = aRoomRec.mark();
@@ -346,7 +421,7 @@ async function checks({ alice, aliceRec, bob, bobRec, room, small, data }, setBo
   passed('8 personal channel', `alice server-side subscribed to ${personal.channel}, bob to #bob`);
 
   // 9. smallhistory keeps the last 2 of 3.
-  const sSub = alice.newSubscription(small);
+  const sSub = alice.newSubscription(small, { getToken: aliceTokens.hook(small) });
   const sRec = new Recorder(`alice ${small}`);
   record(sSub, sRec, SUB_EVENTS);
   sSub.subscribe();

@@ -8,19 +8,29 @@ Inputs come from the environment:
 - STARLING_ENCODING        "json" or "protobuf"
 - STARLING_TOKEN_ALICE     HS256 connection token for user "alice"
 - STARLING_TOKEN_BOB       HS256 connection token for user "bob"
+- STARLING_HMAC_SECRET     the server's client.token.hmac_secret_key; this
+                           script signs its subscription tokens with it
 - STARLING_CHANNEL_PREFIX  unique per run, keeps runs apart
 
 Every check prints one line; the first failing check prints FAIL with what
 was expected and what the SDK reported, and the script exits 1. Nothing here
 sleeps to synchronise: every wait is on an SDK event with a deadline.
+
+The server config lets no one subscribe without a subscription token, so
+subscriptions get theirs the way applications do: the SDK's get_token hook,
+here minting the HS256 JWT locally instead of asking an app backend.
 """
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
 import os
 import sys
+import time
 import traceback
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
 from centrifuge import (
     Client,
@@ -215,6 +225,43 @@ class Payloads:
         return got == want
 
 
+def b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def subscription_token(secret: str, user: str, channel: str) -> str:
+    """An HS256 subscription token as an app backend would issue it: `sub`
+    is the user, `channel` the channel, valid for 5 minutes."""
+    header = {"alg": "HS256", "typ": "JWT"}
+    claims = {"sub": user, "channel": channel, "exp": int(time.time()) + 300}
+    signing_input = ".".join(
+        b64url(json.dumps(part, separators=(",", ":")).encode("utf-8"))
+        for part in (header, claims)
+    )
+    signature = hmac.new(
+        secret.encode("utf-8"), signing_input.encode("ascii"), hashlib.sha256
+    ).digest()
+    return f"{signing_input}.{b64url(signature)}"
+
+
+class Tokens:
+    """get_token hooks for one user's subscriptions; counts the calls per
+    channel so the output shows when the SDK asked for a token."""
+
+    def __init__(self, secret: str, user: str) -> None:
+        self.secret = secret
+        self.user = user
+        self.calls: Dict[str, int] = {}
+
+    def hook(self, channel: str) -> Callable[[str], Awaitable[str]]:
+        async def get_token(asked: str) -> str:
+            expect(asked == channel, f"get_token of {channel!r} was asked for {asked!r}")
+            self.calls[channel] = self.calls.get(channel, 0) + 1
+            return subscription_token(self.secret, self.user, asked)
+
+        return get_token
+
+
 def drop_transport(client: Client) -> None:
     """Cuts the client's TCP connection the way a network failure would: no
     close frame, the socket is aborted. The SDK keeps no public handle on its
@@ -234,6 +281,7 @@ async def run() -> None:
     )
     protobuf = encoding == "protobuf"
     prefix = env("STARLING_CHANNEL_PREFIX")
+    secret = env("STARLING_HMAC_SECRET")
     room = f"{prefix}-room"
     small = f"smallhistory:{prefix}"
     data = Payloads(protobuf)
@@ -258,7 +306,16 @@ async def run() -> None:
         proxy=None,
     )
     try:
-        await checks(alice, alice_ev, bob, bob_ev, room, small, data)
+        await checks(
+            alice,
+            alice_ev,
+            Tokens(secret, "alice"),
+            bob,
+            bob_ev,
+            Tokens(secret, "bob"),
+            prefix,
+            data,
+        )
     finally:
         for client in (alice, bob):
             try:
@@ -267,7 +324,11 @@ async def run() -> None:
                 print(f"  (disconnect failed: {e!r})", file=sys.stderr, flush=True)
 
 
-async def checks(alice, alice_ev, bob, bob_ev, room, small, data: Payloads) -> None:
+async def checks(
+    alice, alice_ev, alice_tokens, bob, bob_ev, bob_tokens, prefix, data: Payloads
+) -> None:
+    room = f"{prefix}-room"
+    small = f"smallhistory:{prefix}"
     # 1. connect
     await alice.connect()
     (a_conn,) = await alice_ev.rec.wait("connected event", "connected", fail_on=("disconnected",))
@@ -280,13 +341,32 @@ async def checks(alice, alice_ev, bob, bob_ev, room, small, data: Payloads) -> N
     bob_id = b_conn.client
     passed("1 connect", f"alice client={alice_id} bob client={bob_id}")
 
+    # 10. no token, no subscription: nothing in the config lets a client
+    # subscribe on its own, so the server refuses with 103 (permission denied)
+    # and the SDK, as for any permanent subscribe error, ends the subscription.
+    bare = f"{prefix}-notoken"
+    bare_ev = SubEvents(f"alice {bare}")
+    bare_sub = alice.new_subscription(bare, events=bare_ev)
+    await bare_sub.subscribe()
+    (refused,) = await bare_ev.rec.wait(
+        "unsubscribed (refused)", "unsubscribed", fail_on=("subscribed",)
+    )
+    expect(
+        refused.code == 103,
+        f"subscribing to {bare} without a token ended with {refused!r}, want code 103",
+    )
+    passed(
+        "10 token required",
+        f"{bare} without a token: unsubscribed {refused.code} {refused.reason!r}",
+    )
+
     # 2. subscribe: alice first, so bob's join reaches an already subscribed alice.
     a_room_ev = SubEvents(f"alice {room}")
-    a_room = alice.new_subscription(room, events=a_room_ev)
+    a_room = alice.new_subscription(room, events=a_room_ev, get_token=alice_tokens.hook(room))
     await a_room.subscribe()
     (a_sub,) = await a_room_ev.rec.wait("subscribed event", "subscribed", fail_on=("unsubscribed",))
     b_room_ev = SubEvents(f"bob {room}")
-    b_room = bob.new_subscription(room, events=b_room_ev)
+    b_room = bob.new_subscription(room, events=b_room_ev, get_token=bob_tokens.hook(room))
     await b_room.subscribe()
     (b_sub,) = await b_room_ev.rec.wait("subscribed event", "subscribed", fail_on=("unsubscribed",))
     expect(
@@ -299,9 +379,12 @@ async def checks(alice, alice_ev, bob, bob_ev, room, small, data: Payloads) -> N
         and bool(b_sub.stream_position.epoch),
         f"force_recovery is on, but bob's subscribe is not recoverable with an epoch: {b_sub!r}",
     )
+    calls = (alice_tokens.calls.get(room, 0), bob_tokens.calls.get(room, 0))
+    expect(calls == (1, 1), f"get_token calls for {room} (alice, bob): {calls}, want (1, 1)")
     passed(
         "2 subscribe",
-        f"both subscribed to {room} (recoverable, epoch={b_sub.stream_position.epoch})",
+        f"both subscribed to {room} with get_token (recoverable, "
+        f"epoch={b_sub.stream_position.epoch})",
     )
 
     # 3a. join: force_push_join_leave makes the server push bob's join to alice.
@@ -367,6 +450,7 @@ async def checks(alice, alice_ev, bob, bob_ev, room, small, data: Payloads) -> N
     sub_mark = b_room_ev.rec.mark()
     hold = asyncio.Event()
     bob_ev.hold = hold
+    token_calls = bob_tokens.calls.get(room, 0)
     drop_transport(bob)
     await bob_ev.rec.wait("connecting after the drop", "connecting", since=bob_mark)
     await b_room_ev.rec.wait("subscribing after the drop", "subscribing", since=sub_mark)
@@ -413,10 +497,14 @@ async def checks(alice, alice_ev, bob, bob_ev, room, small, data: Payloads) -> N
             p.offset == hello_offset + 1 + i,
             f"publication #{i} after the drop has offset {p.offset}, want {hello_offset + 1 + i}",
         )
+    # The SDK keeps a subscription token it got until the server says it
+    # expired, so the resubscribe may reuse it; either way the server took it.
+    fetched = bob_tokens.calls.get(room, 0) - token_calls
     passed(
         "7 recovery",
         f"bob reconnected as {bob_id}, recovered=True, "
-        f"got offsets {[p.offset for p in pubs[:3]]} once each, in order",
+        f"got offsets {[p.offset for p in pubs[:3]]} once each, in order "
+        f"(get_token calls on resubscribe: {fetched})",
     )
 
     # 3b. leave: bob unsubscribes, alice sees the leave of bob's current client.
@@ -439,7 +527,7 @@ async def checks(alice, alice_ev, bob, bob_ev, room, small, data: Payloads) -> N
 
     # 9. smallhistory keeps the last 2 of 3.
     s_ev = SubEvents(f"alice {small}")
-    s_sub = alice.new_subscription(small, events=s_ev)
+    s_sub = alice.new_subscription(small, events=s_ev, get_token=alice_tokens.hook(small))
     await s_sub.subscribe()
     await s_ev.rec.wait("subscribed event", "subscribed", fail_on=("unsubscribed",))
     values = [{"text": "small", "n": n} for n in (1, 2, 3)]
