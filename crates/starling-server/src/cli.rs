@@ -16,6 +16,10 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Run a node. With no flags and no config: a one-node cluster on 127.0.0.1:8000.
     Serve(ServeArgs),
+    /// Print an HS256 connection token for a user (development and testing).
+    Gentoken(TokenArgs),
+    /// Print an HS256 subscription token for a user and channel.
+    Gensubtoken(SubTokenArgs),
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -39,6 +43,47 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "HOST:PORT")]
     pub(crate) http_addr: Option<String>,
     /// Data directory. Key: node.data_dir.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+}
+
+/// Flags of `starling gentoken`.
+#[derive(Debug, Args)]
+pub(crate) struct TokenArgs {
+    /// The user id (`sub` claim).
+    #[arg(short, long)]
+    pub(crate) user: String,
+    /// Seconds until the token expires; 0 for a token without `exp`.
+    #[arg(long, default_value_t = 3600)]
+    pub(crate) ttl: u64,
+    #[command(flatten)]
+    pub(crate) source: SecretSource,
+}
+
+/// Flags of `starling gensubtoken`.
+#[derive(Debug, Args)]
+pub(crate) struct SubTokenArgs {
+    /// The user id (`sub` claim); must match the connection's user.
+    #[arg(short, long)]
+    pub(crate) user: String,
+    /// The channel (`channel` claim).
+    #[arg(short = 's', long)]
+    pub(crate) channel: String,
+    /// Seconds until the token expires; 0 for a token without `exp`.
+    #[arg(long, default_value_t = 3600)]
+    pub(crate) ttl: u64,
+    #[command(flatten)]
+    pub(crate) source: SecretSource,
+}
+
+/// Where the token commands find the HMAC secret: the configuration, else the development
+/// secret `starling serve` generated in the data directory.
+#[derive(Debug, Args)]
+pub(crate) struct SecretSource {
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE", env = "STARLING_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// Data directory holding the development secret. Key: node.data_dir.
     #[arg(long, value_name = "DIR")]
     pub(crate) data_dir: Option<PathBuf>,
 }

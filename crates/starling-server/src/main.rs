@@ -1,10 +1,13 @@
 //! The `starling` binary: a Starling node.
 //!
 //! `starling serve` runs a node (a one-node cluster with embedded defaults when given no
-//! flags); `starling config default` prints the default configuration file.
+//! flags); `starling gentoken` / `gensubtoken` mint development tokens; `starling config
+//! default` prints the default configuration file.
 
 mod cli;
+mod dev_secret;
 mod serve;
+mod token;
 
 use std::process::ExitCode;
 
@@ -16,6 +19,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Gentoken(args) => token::gentoken(&args),
+        Command::Gensubtoken(args) => token::gensubtoken(&args),
         Command::Config {
             command: ConfigCommand::Default,
         } => {

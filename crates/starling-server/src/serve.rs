@@ -7,10 +7,11 @@ use anyhow::Context as _;
 use starling_config::{Config, LogFormat};
 use starling_node::Node;
 use tokio::net::TcpListener;
-use tracing::info;
+use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::ServeArgs;
+use crate::dev_secret;
 
 /// How long clients get to go after the shutdown disconnect before the process exits.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -33,13 +34,21 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(serve(config))
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(mut config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.node.data_dir).with_context(|| {
         format!(
             "cannot create data directory {}",
             config.node.data_dir.display()
         )
     })?;
+    if dev_secret::needed(&config) {
+        config.client.token.hmac_secret_key = dev_secret::load_or_create(&config.node.data_dir)?;
+        warn!(
+            path = %dev_secret::path(&config.node.data_dir).display(),
+            "no client.token key configured: using a generated development HMAC secret; \
+             mint tokens with `starling gentoken --user NAME`"
+        );
+    }
     let addr = config.node.http_socket_addr()?;
     let listener = TcpListener::bind(addr)
         .await
@@ -89,7 +98,9 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
         .unwrap_or_else(|_| config.log.level.clone());
     let filter = EnvFilter::try_new(&directive)
         .with_context(|| format!("log.level: invalid filter {directive:?}"))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     let result = match config.log.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
