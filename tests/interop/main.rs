@@ -9,9 +9,14 @@
 //! its output. The SDKs are installed by `scripts/setup-interop.sh` (run by
 //! `scripts/test.sh`); a missing install fails the test, it is never skipped.
 //!
+//! `python_cent_api` drives the server HTTP API instead, with cent (the
+//! official Python client for Centrifugo's server API) from PyPI:
+//! `python/cent_api.py`, against a node whose `http_api.key` is [`API_KEY`].
+//!
 //! Layout:
 //! - [`Sdk`] and [`Encoding`]: which script runs and how it speaks.
-//! - [`run_script`]: node, tokens, child process, timeout, verdict.
+//! - [`run_script`]: node, tokens, child process, timeout, verdict;
+//!   [`run_cent_api`] the same for the server API script.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -55,6 +60,9 @@ force_recovery = true
 allow_publish_for_subscriber = true
 allow_history_for_subscriber = true
 "#;
+
+/// The server API key `python_cent_api` configures and hands to its script.
+const API_KEY: &str = "interop-api-key";
 
 /// `hmac_secret_key` of [`CONFIG`]: it signs the connection tokens minted here
 /// and, passed to the scripts as `STARLING_HMAC_SECRET`, the subscription
@@ -155,36 +163,64 @@ async fn run_script(sdk: Sdk, encoding: Encoding) -> Result<()> {
     let node = TestNode::start(CONFIG)
         .await
         .context("starting the Starling node")?;
-    let outcome = run_child(sdk, encoding, &program, script, &dir, &node.ws_url()).await;
+    let tag = format!("{sdk} {encoding}");
+    let env = vec![
+        ("STARLING_WS_URL", node.ws_url()),
+        ("STARLING_ENCODING", encoding.to_string()),
+        ("STARLING_TOKEN_BOB", hs256_token(SECRET, "bob", None)),
+        ("STARLING_HMAC_SECRET", SECRET.to_owned()),
+        (
+            "STARLING_CHANNEL_PREFIX",
+            format!("interop-{sdk}-{encoding}-{}", std::process::id()),
+        ),
+    ];
+    let outcome = run_child(&tag, &program, script, &dir, env).await;
     node.stop().await;
     let (status, output) = outcome?;
     if !status.success() {
-        bail!("{sdk} {encoding} interop script failed ({status}); its output:\n{output}");
+        bail!("{tag} interop script failed ({status}); its output:\n{output}");
     }
     Ok(())
 }
 
+/// Runs `python/cent_api.py` against a fresh node with the server API enabled.
+async fn run_cent_api() -> Result<()> {
+    let (program, _, dir) = Sdk::Python.command()?;
+    let config = format!("{CONFIG}\n[http_api]\nkey = \"{API_KEY}\"\n");
+    let node = TestNode::start(&config)
+        .await
+        .context("starting the Starling node")?;
+    let env = vec![
+        ("STARLING_WS_URL", node.ws_url()),
+        ("STARLING_API_URL", format!("http://{}/api", node.http_addr)),
+        ("STARLING_API_KEY", API_KEY.to_owned()),
+        (
+            "STARLING_CHANNEL_PREFIX",
+            format!("interop-cent-{}", std::process::id()),
+        ),
+    ];
+    let outcome = run_child("python cent", &program, "cent_api.py", &dir, env).await;
+    node.stop().await;
+    let (status, output) = outcome?;
+    if !status.success() {
+        bail!("cent server API script failed ({status}); its output:\n{output}");
+    }
+    Ok(())
+}
+
+/// Runs `script` with `env` (plus alice's token) and collects its output.
 async fn run_child(
-    sdk: Sdk,
-    encoding: Encoding,
+    tag: &str,
     program: &Path,
     script: &str,
     dir: &Path,
-    ws_url: &str,
+    env: Vec<(&str, String)>,
 ) -> Result<(ExitStatus, String)> {
-    let tag = format!("{sdk} {encoding}");
     let mut child = Command::new(program)
         .arg(script)
         .current_dir(dir)
-        .env("STARLING_WS_URL", ws_url)
-        .env("STARLING_ENCODING", encoding.to_string())
+        .envs(env)
         .env("STARLING_TOKEN_ALICE", hs256_token(SECRET, "alice", None))
-        .env("STARLING_TOKEN_BOB", hs256_token(SECRET, "bob", None))
-        .env("STARLING_HMAC_SECRET", SECRET)
-        .env(
-            "STARLING_CHANNEL_PREFIX",
-            format!("interop-{sdk}-{encoding}-{}", std::process::id()),
-        )
         .env("PYTHONUNBUFFERED", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -202,10 +238,10 @@ async fn run_child(
     let lines = Arc::new(Mutex::new(Vec::new()));
     let mut forwarders = Vec::new();
     if let Some(stdout) = child.stdout.take() {
-        forwarders.push(forward(stdout, tag.clone(), Arc::clone(&lines)));
+        forwarders.push(forward(stdout, tag.to_owned(), Arc::clone(&lines)));
     }
     if let Some(stderr) = child.stderr.take() {
-        forwarders.push(forward(stderr, tag.clone(), Arc::clone(&lines)));
+        forwarders.push(forward(stderr, tag.to_owned(), Arc::clone(&lines)));
     }
 
     let waited = tokio::time::timeout(SCRIPT_TIMEOUT, child.wait()).await;
@@ -248,4 +284,9 @@ async fn js_json() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn js_protobuf() -> Result<()> {
     run_script(Sdk::Js, Encoding::Protobuf).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_cent_api() -> Result<()> {
+    run_cent_api().await
 }

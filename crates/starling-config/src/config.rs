@@ -24,6 +24,8 @@ pub struct Config {
     pub client: ClientConfig,
     /// `[websocket]`: the WebSocket transport (Centrifugo v6 key names).
     pub websocket: WebSocketConfig,
+    /// `[http_api]`: the server HTTP API under `/api` (Centrifugo v6 key names).
+    pub http_api: HttpApiConfig,
     /// `[channel]`: channel names and per-namespace options (Centrifugo v6 key names).
     pub channel: ChannelConfig,
 }
@@ -34,7 +36,7 @@ pub struct Config {
 pub struct NodeConfig {
     /// Directory for the node's persistent data.
     pub data_dir: PathBuf,
-    /// Address of the client plane (WebSocket; later HTTP API and metrics), `host:port`.
+    /// Address of the client plane (WebSocket, server HTTP API; later metrics), `host:port`.
     ///
     /// Kept as text so [`Config::validate`] can name the key and value when it does not parse;
     /// use [`NodeConfig::http_socket_addr`] to get the address.
@@ -255,6 +257,26 @@ impl Default for WebSocketConfig {
             message_size_limit: 65_536,
             read_buffer_size: 0,
             write_buffer_size: 0,
+        }
+    }
+}
+
+/// `[http_api]`: the server HTTP API that backends call (`POST /api/<method>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpApiConfig {
+    /// The key a request must carry in `X-API-Key` or `Authorization: apikey <key>`
+    /// (Centrifugo v6 `http_api.key`). Empty disables the API: every request gets 401.
+    pub key: String,
+    /// Largest request body in bytes; a larger one is refused with HTTP 413 (Starling's own).
+    pub max_request_body_size: usize,
+}
+
+impl Default for HttpApiConfig {
+    fn default() -> Self {
+        HttpApiConfig {
+            key: String::new(),
+            max_request_body_size: 1_048_576,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Starling's configuration: one struct tree with its defaults, read from an embedded
 //! default file, a TOML file and `STARLING_*` environment variables, then validated.
 //!
-//! The `client`, `websocket` and `channel` sections use Centrifugo v6 key names so existing
+//! The `client`, `websocket`, `http_api` and `channel` sections use Centrifugo v6 key names so existing
 //! Centrifugo configs carry over; `node` and `log` are Starling's own. Unknown keys stop
 //! start-up. See `docs/configuration.md` for every key.
 //!
@@ -33,8 +33,9 @@ mod validate;
 
 pub use channel::{ChannelRules, ResolvedChannel};
 pub use config::{
-    ChannelConfig, ChannelNamespace, ChannelOptions, ClientConfig, Config, LogConfig, LogFormat,
-    NodeConfig, PersonalChannelConfig, SubscriptionTokenConfig, TokenConfig, WebSocketConfig,
+    ChannelConfig, ChannelNamespace, ChannelOptions, ClientConfig, Config, HttpApiConfig,
+    LogConfig, LogFormat, NodeConfig, PersonalChannelConfig, SubscriptionTokenConfig, TokenConfig,
+    WebSocketConfig,
 };
 pub use duration::GoDuration;
 pub use error::{ChannelError, ConfigError};

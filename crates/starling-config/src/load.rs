@@ -366,6 +366,8 @@ allow_history_for_subscriber = true
         assert_eq!(c.websocket.message_size_limit, 65_536);
         assert_eq!(c.websocket.read_buffer_size, 0);
         assert_eq!(c.websocket.write_buffer_size, 0);
+        assert_eq!(c.http_api.key, "");
+        assert_eq!(c.http_api.max_request_body_size, 1_048_576);
         assert_eq!(c.channel.max_length, 255);
         assert_eq!(c.channel.private_prefix, "$");
         assert_eq!(c.channel.namespace_boundary, ":");
@@ -530,6 +532,14 @@ allow_history_for_subscriber = true
         .unwrap();
         assert_eq!(c.client.token.hmac_secret_key, "s3cret");
         assert_eq!(c.node.http_addr, "0.0.0.0:9000");
+    }
+
+    #[test]
+    fn api_key_is_read_from_file_and_env() {
+        let c = Config::from_toml_str("[http_api]\nkey = \"k1\"\n").unwrap();
+        assert_eq!(c.http_api.key, "k1");
+        let c = load_env(&[("STARLING_HTTP_API_KEY", "k2")]).unwrap();
+        assert_eq!(c.http_api.key, "k2");
     }
 
     #[test]

@@ -48,6 +48,14 @@ impl Config {
             ));
         }
 
+        if self.http_api.max_request_body_size == 0 {
+            return Err(invalid(
+                "http_api.max_request_body_size",
+                "0".to_owned(),
+                "must be greater than zero",
+            ));
+        }
+
         self.validate_channel()?;
 
         let personal = &client.subscribe_to_user_personal_channel;
@@ -235,6 +243,13 @@ mod tests {
             e.contains("client.ping_interval") && e.contains("\"0s\""),
             "{e}"
         );
+    }
+
+    #[test]
+    fn zero_api_body_limit_is_rejected() {
+        let mut c = Config::default();
+        c.http_api.max_request_body_size = 0;
+        assert!(err_of(&c).contains("http_api.max_request_body_size"));
     }
 
     #[test]

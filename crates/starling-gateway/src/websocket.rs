@@ -4,6 +4,7 @@
 //! One task per connection runs the socket: it hands inbound messages to the connection actor
 //! and writes the outbound queue, one WebSocket message per batch (coalesced writes).
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -138,8 +139,12 @@ fn transport_message(encoding: Encoding, frames: &[Bytes]) -> Option<Message> {
 }
 
 fn close_message(close: Close) -> Message {
+    let reason = match close.reason {
+        Cow::Borrowed(text) => Utf8Bytes::from_static(text),
+        Cow::Owned(text) => Utf8Bytes::from(text),
+    };
     Message::Close(Some(CloseFrame {
         code: close.code,
-        reason: Utf8Bytes::from_static(close.reason),
+        reason,
     }))
 }

@@ -11,15 +11,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use starling_auth::TokenError;
 use starling_config::{ChannelOptions, ResolvedChannel};
 use starling_protocol::{
     ClientInfo, Command, ConnectRequest, ConnectResult, DisconnectCode, Encoding, ErrorCode,
     HistoryRequest, HistoryResult, Method, PingResult, PresenceResult, PresenceStatsResult,
-    Publication, PublishRequest, PublishResult, RefreshRequest, RefreshResult, Reply,
-    StreamPosition, SubRefreshRequest, SubRefreshResult, SubscribeRequest, SubscribeResult,
-    UnsubscribeResult, decode_commands_limited, encode_reply,
+    Publication, PublishRequest, PublishResult, Push, Refresh, RefreshRequest, RefreshResult,
+    Reply, StreamPosition, SubRefreshRequest, SubRefreshResult, SubscribeRequest, SubscribeResult,
+    UnsubscribeCode, UnsubscribeResult, decode_commands_limited, encode_reply,
 };
 use starling_room::HistoryQuery;
 use tracing::{debug, info, warn};
@@ -28,13 +28,17 @@ use crate::clock::unix_now_secs;
 use crate::detach;
 use crate::error::CommandError;
 use crate::node::Node;
-use crate::outbound::Outbound;
-use crate::room_actor::{SubscribeParams, Subscriber};
+use crate::outbound::{Close, Outbound};
+use crate::room_actor::{Announce, SubscribeParams, Subscriber};
+use crate::server_api::{ExpiryUpdate, ServerSubscription};
 
 /// Most commands one transport message may carry; more is a bad request.
 const MAX_COMMANDS_PER_FRAME: usize = 256;
 /// A connection that has not sent `connect` by then is closed as stale (3502).
 const STALE_CLOSE_DELAY: Duration = Duration::from_secs(10);
+/// Longest connection lifetime a server API refresh may set (Centrifugo's cap: a year). Longer
+/// is almost certainly a unit mistake, and unbounded values would overflow timer arithmetic.
+const MAX_REFRESH_TTL_SECS: i64 = 365 * 24 * 3600;
 
 /// Messages a connection actor handles.
 #[derive(Debug)]
@@ -43,8 +47,24 @@ pub(crate) enum ConnectionMsg {
     Inbound(Bytes),
     /// The transport ended (client closed, network error, or our own close completed).
     TransportClosed,
-    /// The node asks this connection to go (shutdown, admin disconnect).
-    Disconnect(DisconnectCode),
+    /// The node asks this connection to go (shutdown, server API disconnect).
+    Disconnect(Close),
+    /// Server API: subscribe this connection to a channel; answers whether it did.
+    ServerSubscribe {
+        subscription: Arc<ServerSubscription>,
+        reply: RpcReplyPort<bool>,
+    },
+    /// Server API: unsubscribe this connection from a channel with an unsubscribe push (2000);
+    /// answers whether it was subscribed.
+    ServerUnsubscribe {
+        channel: Arc<str>,
+        reply: RpcReplyPort<bool>,
+    },
+    /// Server API: change when this connection expires.
+    ServerRefresh {
+        update: ExpiryUpdate,
+        reply: RpcReplyPort<()>,
+    },
     /// Heartbeat: time to send the server ping.
     Ping,
     /// Heartbeat: the pong for ping number `.0` is due by now.
@@ -123,6 +143,9 @@ impl Actor for ConnectionActor {
         state: &mut ConnectionState,
     ) -> Result<(), ActorProcessingErr> {
         state.leave_all_rooms();
+        if let Some(session) = &state.session {
+            state.node.unindex_user(&session.user, &state.client_id);
+        }
         // Make sure the transport ends too when the actor is the one going first.
         state
             .outbound
@@ -140,7 +163,21 @@ impl Actor for ConnectionActor {
         match msg {
             ConnectionMsg::Inbound(frame) => state.on_frame(&myself, frame).await,
             ConnectionMsg::TransportClosed => myself.stop(None),
-            ConnectionMsg::Disconnect(code) => state.disconnect(&myself, code),
+            ConnectionMsg::Disconnect(close) => state.disconnect(&myself, close),
+            ConnectionMsg::ServerSubscribe {
+                subscription,
+                reply,
+            } => {
+                let subscribed = state.api_subscribe(&subscription).await;
+                let _ = reply.send(subscribed);
+            }
+            ConnectionMsg::ServerUnsubscribe { channel, reply } => {
+                let _ = reply.send(state.api_unsubscribe(&channel));
+            }
+            ConnectionMsg::ServerRefresh { update, reply } => {
+                state.api_refresh(&myself, update);
+                let _ = reply.send(());
+            }
             ConnectionMsg::Ping => state.on_ping(&myself),
             ConnectionMsg::PongDeadline(seq) => state.on_pong_deadline(&myself, seq),
             ConnectionMsg::ExpiryCheck => state.on_expiry_check(&myself),
@@ -328,6 +365,9 @@ impl ConnectionState {
             )
         };
 
+        // Indexed before the server-side subscriptions below: a server API call for this user
+        // that arrives meanwhile waits in the mailbox and runs after connect.
+        self.node.index_user(&user, &self.client_id);
         self.session = Some(Session {
             user,
             conn_info,
@@ -482,7 +522,7 @@ impl ConnectionState {
 
         let params = self.subscribe_params(
             resolved.options,
-            Some(id),
+            Announce::Reply(id),
             &request,
             chan_info.clone(),
             expires_at.map(|exp| ttl_secs(exp, now)),
@@ -510,7 +550,13 @@ impl ConnectionState {
         request: SubscribeRequest,
     ) -> Result<SubscribeResult, CommandError> {
         let resolved = self.node.resolve_channel(channel)?;
-        let params = self.subscribe_params(resolved.options, None, &request, Bytes::new(), None);
+        let params = self.subscribe_params(
+            resolved.options,
+            Announce::ConnectReply,
+            &request,
+            Bytes::new(),
+            None,
+        );
         let result = self.node.subscribe(channel, params).await?;
         self.session_mut()?.subscriptions.insert(
             channel.to_string(),
@@ -525,7 +571,7 @@ impl ConnectionState {
     fn subscribe_params(
         &self,
         options: &ChannelOptions,
-        reply_id: Option<u32>,
+        announce: Announce,
         request: &SubscribeRequest,
         chan_info: Bytes,
         expires_in: Option<u32>,
@@ -558,7 +604,7 @@ impl ConnectionState {
                 join_leave: options.join_leave
                     && (options.force_push_join_leave || request.join_leave),
             },
-            reply_id,
+            announce,
             recover_from,
             recoverable,
             positioned,
@@ -624,14 +670,15 @@ impl ConnectionState {
             .as_mut()
             .and_then(|s| s.subscriptions.remove(channel));
         if removed.is_some() {
-            self.node.unsubscribe(channel, self.client_id.clone());
+            self.node.unsubscribe(channel, self.client_id.clone(), None);
         }
     }
 
     fn leave_all_rooms(&mut self) {
         if let Some(session) = self.session.as_mut() {
             for (channel, _) in session.subscriptions.drain() {
-                self.node.unsubscribe(&channel, self.client_id.clone());
+                self.node
+                    .unsubscribe(&channel, self.client_id.clone(), None);
             }
         }
     }
@@ -769,6 +816,127 @@ impl ConnectionState {
         })
     }
 
+    // ---------------------------------------------------------------- server API
+
+    /// A server-side subscription made through the server API. The room announces it with a
+    /// `subscribe` push queued before anything else from the channel. Returns whether the
+    /// connection is now subscribed by this call; refusals (already subscribed, a connection
+    /// that is closing) are not errors of the API call, as in Centrifugo.
+    async fn api_subscribe(&mut self, subscription: &ServerSubscription) -> bool {
+        let channel = subscription.channel.as_str();
+        let Some(session) = &self.session else {
+            return false;
+        };
+        if self.outbound.is_closing() || session.subscriptions.contains_key(channel) {
+            return false;
+        }
+        let options = match self.node.resolve_channel(channel) {
+            Ok(resolved) => subscription.overrides.apply(resolved.options),
+            Err(error) => {
+                debug!(client = %self.client_id, %channel, %error, "server API subscribe refused");
+                return false;
+            }
+        };
+        // Centrifugo's server-side subscriptions recover, position and receive join/leave
+        // pushes only where the namespace (or the override) forces it; the API request only
+        // supplies the position to recover from.
+        let request = SubscribeRequest {
+            channel: channel.to_owned(),
+            recover: subscription.recover_since.is_some(),
+            offset: subscription
+                .recover_since
+                .as_ref()
+                .map_or(0, |position| position.offset),
+            epoch: subscription
+                .recover_since
+                .as_ref()
+                .map(|position| position.epoch.clone())
+                .unwrap_or_default(),
+            ..SubscribeRequest::default()
+        };
+        let mut params = self.subscribe_params(
+            &options,
+            Announce::Push,
+            &request,
+            subscription.chan_info.clone(),
+            None,
+        );
+        params.data = subscription.data.clone();
+        if let Err(error) = self.node.subscribe(channel, params).await {
+            warn!(client = %self.client_id, %channel, %error, "server API subscribe failed");
+            return false;
+        }
+        if let Some(session) = self.session.as_mut() {
+            session.subscriptions.insert(
+                channel.to_owned(),
+                Subscription {
+                    chan_info: subscription.chan_info.clone(),
+                    expires_at: None,
+                },
+            );
+        }
+        true
+    }
+
+    /// Server API unsubscribe: the room queues the unsubscribe push (2000, no resubscribe) after
+    /// the last publication it sent this client.
+    fn api_unsubscribe(&mut self, channel: &str) -> bool {
+        let removed = self
+            .session
+            .as_mut()
+            .and_then(|s| s.subscriptions.remove(channel));
+        if removed.is_none() {
+            return false;
+        }
+        self.node.unsubscribe(
+            channel,
+            self.client_id.clone(),
+            Some(UnsubscribeCode::Server),
+        );
+        true
+    }
+
+    /// Server API refresh, with Centrifugo's rules: `expired` or an `expire_at` already past
+    /// closes the connection with 3005; a later `expire_at` becomes the new expiry (closed
+    /// `client.expired_close_delay` after it unless refreshed again); none lifts the expiry.
+    /// The client gets a `refresh` push with the new expiry.
+    fn api_refresh(&mut self, myself: &ActorRef<ConnectionMsg>, update: ExpiryUpdate) {
+        let now = unix_now_secs();
+        let delay = self.node.config().client.expired_close_delay.0;
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
+        let refresh = match update {
+            ExpiryUpdate::Expired => None,
+            ExpiryUpdate::At(at) if at <= now => None,
+            ExpiryUpdate::At(at) => {
+                let at = at.min(now.saturating_add(MAX_REFRESH_TTL_SECS));
+                session.expires_at = Some(at);
+                let close_at =
+                    at.saturating_add(i64::try_from(delay.as_secs()).unwrap_or(i64::MAX));
+                schedule_at(myself, close_at, now, || ConnectionMsg::ExpiryCheck);
+                Some(Refresh {
+                    expires: true,
+                    ttl: ttl_secs(at, now),
+                })
+            }
+            ExpiryUpdate::Never => {
+                session.expires_at = None;
+                Some(Refresh {
+                    expires: false,
+                    ttl: 0,
+                })
+            }
+        };
+        match refresh {
+            Some(refresh) => self.send_reply(Reply::push(Push {
+                refresh: Some(refresh),
+                ..Push::default()
+            })),
+            None => self.disconnect(myself, DisconnectCode::Expired),
+        }
+    }
+
     // ---------------------------------------------------------------- heartbeat and plumbing
 
     fn schedule_ping(&self, myself: &ActorRef<ConnectionMsg>, after: Duration) {
@@ -829,11 +997,11 @@ impl ConnectionState {
         }
     }
 
-    /// Closes the connection with `code` after what is already queued; the rooms are left at
+    /// Closes the connection with `close` after what is already queued; the rooms are left at
     /// once so presence and leave pushes do not wait for the transport.
-    fn disconnect(&mut self, myself: &ActorRef<ConnectionMsg>, code: DisconnectCode) {
+    fn disconnect(&mut self, myself: &ActorRef<ConnectionMsg>, close: impl Into<Close>) {
         self.leave_all_rooms();
-        self.outbound.close(code.into(), true);
+        self.outbound.close(close.into(), true);
         myself.stop(None);
     }
 

@@ -11,6 +11,9 @@
 //! - `connection` — `ConnectionActor`: the Centrifugo protocol session of one client.
 //! - `room_actor` — `RoomActor`: a thin shell around `starling_room::Room`; fan-out.
 //! - `outbound` — [`Outbound`]: a connection's byte-bounded, coalescing write queue.
+//! - `server_api` — what the server HTTP API does to the node: per-user subscribe,
+//!   unsubscribe, disconnect and refresh ([`UserConnections`]), history removal, the channel
+//!   list and [`NodeInfo`].
 //! - `metrics` — [`Metrics`] counters.
 //! - `error` — [`NodeError`] and the mapping to protocol codes.
 //! - `clock` — the only reads of the system clock.
@@ -22,12 +25,17 @@ mod metrics;
 mod node;
 mod outbound;
 mod room_actor;
+mod server_api;
 
 pub use error::NodeError;
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use node::{ConnectionHandle, Node};
 pub use outbound::{Batch, Close, Outbound, Overflow};
-pub use starling_room::{HistoryPage, HistoryQuery, PresenceStats};
+pub use server_api::{
+    ChannelOverrides, ExpiryUpdate, NodeInfo, ServerSubscription, UserConnections,
+    default_api_disconnect,
+};
+pub use starling_room::{HistoryPage, HistoryQuery, PresenceStats, RoomError};
 
 /// Lets a timer task run on its own. ractor's `send_after` returns the task's handle; timers
 /// here are never cancelled — a timer that fires for a stopped actor is simply discarded, and a

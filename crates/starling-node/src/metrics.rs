@@ -9,6 +9,7 @@ pub struct Metrics {
     connections_total: AtomicU64,
     subscriptions: AtomicU64,
     rooms: AtomicU64,
+    channels: AtomicU64,
     publications_in: AtomicU64,
     publications_out: AtomicU64,
     slow_consumer_disconnects: AtomicU64,
@@ -26,6 +27,8 @@ pub struct MetricsSnapshot {
     pub subscriptions: u64,
     /// Live room actors.
     pub rooms: u64,
+    /// Rooms with at least one subscriber (Centrifugo's "channels").
+    pub channels: u64,
     /// Publications accepted by rooms on this node.
     pub publications_in: u64,
     /// Publication, join and leave pushes queued to connections.
@@ -44,6 +47,7 @@ impl Metrics {
             connections_total: self.connections_total.load(Relaxed),
             subscriptions: self.subscriptions.load(Relaxed),
             rooms: self.rooms.load(Relaxed),
+            channels: self.channels.load(Relaxed),
             publications_in: self.publications_in.load(Relaxed),
             publications_out: self.publications_out.load(Relaxed),
             slow_consumer_disconnects: self.slow_consumer_disconnects.load(Relaxed),
@@ -74,6 +78,15 @@ impl Metrics {
 
     pub(crate) fn rooms_stopped(&self) {
         self.rooms.fetch_sub(1, Relaxed);
+    }
+
+    /// A room gained its first subscriber (`true`) or lost its last one (`false`).
+    pub(crate) fn channel_active(&self, active: bool) {
+        if active {
+            self.channels.fetch_add(1, Relaxed);
+        } else {
+            self.channels.fetch_sub(1, Relaxed);
+        }
     }
 
     pub(crate) fn publication_in(&self) {

@@ -3,9 +3,10 @@
 //!
 //! Lookup tables are dashmaps; no guard is ever held across an `.await`. A room is created on
 //! first use with `spawn_instant` inside the map's entry, so two connections racing for a new
-//! room always meet the same actor.
+//! room always meet the same actor. A third table indexes connections by user, for the server
+//! API's per-user operations (`server_api`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,7 +21,9 @@ use ractor::{ActorRef, RpcReplyPort};
 use rand::RngCore;
 use starling_auth::{TokenKeys, TokenVerifier};
 use starling_config::{ChannelError, ChannelRules, Config, ResolvedChannel, TokenConfig};
-use starling_protocol::{ClientInfo, DisconnectCode, Encoding, Publication, SubscribeResult};
+use starling_protocol::{
+    ClientInfo, DisconnectCode, Encoding, Publication, SubscribeResult, UnsubscribeCode,
+};
 use starling_room::{HistoryPage, HistoryQuery, PresenceStats};
 use tracing::{info, warn};
 
@@ -50,6 +53,11 @@ struct Inner {
     subscription_tokens: TokenVerifier,
     rooms: DashMap<Arc<str>, ActorRef<RoomMsg>>,
     connections: DashMap<Arc<str>, ActorRef<ConnectionMsg>>,
+    /// User id → client ids of its authenticated connections (anonymous ones under `""`).
+    users: DashMap<Arc<str>, HashSet<Arc<str>>>,
+    /// Random id of this node process, reported by the server API's `info`.
+    uid: String,
+    started: tokio::time::Instant,
     metrics: Metrics,
 }
 
@@ -120,6 +128,9 @@ impl Node {
                 subscription_tokens,
                 rooms: DashMap::new(),
                 connections: DashMap::new(),
+                users: DashMap::new(),
+                uid: new_client_id(),
+                started: tokio::time::Instant::now(),
                 metrics: Metrics::default(),
             }),
         })
@@ -140,8 +151,23 @@ impl Node {
         &self.inner.metrics
     }
 
+    /// A random id of this node process (a UUID), as Centrifugo's `info` reports it.
+    pub fn uid(&self) -> &str {
+        &self.inner.uid
+    }
+
+    /// Time since the node was built.
+    pub fn uptime(&self) -> Duration {
+        self.inner.started.elapsed()
+    }
+
+    /// Number of distinct users with at least one connection (anonymous counts as one user).
+    pub fn user_count(&self) -> usize {
+        self.inner.users.len()
+    }
+
     /// Resolves a channel name to its namespace options (indexed lookup).
-    pub(crate) fn resolve_channel<'a>(
+    pub fn resolve_channel<'a>(
         &'a self,
         channel: &'a str,
     ) -> Result<ResolvedChannel<'a>, ChannelError> {
@@ -215,6 +241,55 @@ impl Node {
         }
     }
 
+    /// Records that `client_id` is a connection of `user` (after its `connect` succeeded).
+    pub(crate) fn index_user(&self, user: &str, client_id: &Arc<str>) {
+        self.inner
+            .users
+            .entry(user.into())
+            .or_default()
+            .insert(client_id.clone());
+    }
+
+    /// Undoes [`Node::index_user`]; the user's entry goes with its last connection.
+    pub(crate) fn unindex_user(&self, user: &str, client_id: &str) {
+        if let Some(mut clients) = self.inner.users.get_mut(user) {
+            clients.remove(client_id);
+        }
+        // The guard above is gone; remove_if re-checks emptiness under the shard lock, so a
+        // connection indexed meanwhile keeps the entry.
+        self.inner
+            .users
+            .remove_if(user, |_, clients| clients.is_empty());
+    }
+
+    /// The connections of `user`: client id and actor, in no particular order.
+    pub(crate) fn user_connections(&self, user: &str) -> Vec<(Arc<str>, ActorRef<ConnectionMsg>)> {
+        let ids: Vec<Arc<str>> = match self.inner.users.get(user) {
+            Some(clients) => clients.iter().cloned().collect(),
+            None => return Vec::new(),
+        };
+        ids.into_iter()
+            .filter_map(|id| {
+                let actor = self.inner.connections.get(&id).map(|a| a.clone())?;
+                Some((id, actor))
+            })
+            .collect()
+    }
+
+    /// The room actor registered under `name`, without starting one.
+    pub(crate) fn existing_room(&self, name: &str) -> Option<ActorRef<RoomMsg>> {
+        self.inner.rooms.get(name).map(|room| room.clone())
+    }
+
+    /// Every live room: name and actor. A copy, so no table guard outlives the call.
+    pub(crate) fn room_refs(&self) -> Vec<(Arc<str>, ActorRef<RoomMsg>)> {
+        self.inner
+            .rooms
+            .iter()
+            .map(|entry| (entry.key().clone(), entry.value().clone()))
+            .collect()
+    }
+
     /// The actor of room `name`, started on first use.
     fn room(&self, name: &str) -> Result<ActorRef<RoomMsg>, NodeError> {
         if let Some(room) = self.inner.rooms.get(name) {
@@ -256,7 +331,7 @@ impl Node {
     }
 
     /// Calls room `name`, retrying with a fresh actor when the one found stopped meanwhile.
-    async fn call_room<T, F>(&self, name: &str, mut build: F) -> Result<T, NodeError>
+    pub(crate) async fn call_room<T, F>(&self, name: &str, mut build: F) -> Result<T, NodeError>
     where
         T: Send + 'static,
         F: FnMut(RpcReplyPort<T>) -> RoomMsg,
@@ -288,9 +363,16 @@ impl Node {
         .await
     }
 
-    pub(crate) fn unsubscribe(&self, room: &str, client_id: Arc<str>) {
-        if let Some(room) = self.inner.rooms.get(room).map(|r| r.clone()) {
-            let _ = room.send_message(RoomMsg::Unsubscribe { client_id });
+    /// Takes `client_id` out of room `room`; with `notify`, the room queues that unsubscribe
+    /// push to the client as the last thing it sends it.
+    pub(crate) fn unsubscribe(
+        &self,
+        room: &str,
+        client_id: Arc<str>,
+        notify: Option<UnsubscribeCode>,
+    ) {
+        if let Some(room) = self.existing_room(room) {
+            let _ = room.send_message(RoomMsg::Unsubscribe { client_id, notify });
         }
     }
 
@@ -302,10 +384,25 @@ impl Node {
         info: Option<ClientInfo>,
         tags: BTreeMap<String, String>,
     ) -> Result<Arc<Publication>, NodeError> {
+        let (publication, _epoch) = self.publish_to_room(room, data, info, tags, false).await?;
+        Ok(publication)
+    }
+
+    /// [`Node::publish`], or with `skip_history` a publication that gets no offset and is not
+    /// kept (see `starling_room::Room::ephemeral`). Also returns the room's epoch.
+    pub(crate) async fn publish_to_room(
+        &self,
+        room: &str,
+        data: Bytes,
+        info: Option<ClientInfo>,
+        tags: BTreeMap<String, String>,
+        skip_history: bool,
+    ) -> Result<(Arc<Publication>, Arc<str>), NodeError> {
         self.call_room(room, |reply| RoomMsg::Publish {
             data: data.clone(),
             info: info.clone(),
             tags: tags.clone(),
+            skip_history,
             reply,
         })
         .await
@@ -346,7 +443,8 @@ impl Node {
             .collect();
         info!(connections = connections.len(), "disconnecting clients");
         for connection in &connections {
-            let _ = connection.send_message(ConnectionMsg::Disconnect(DisconnectCode::Shutdown));
+            let _ =
+                connection.send_message(ConnectionMsg::Disconnect(DisconnectCode::Shutdown.into()));
         }
         let deadline = tokio::time::Instant::now() + grace;
         while !self.inner.connections.is_empty() && tokio::time::Instant::now() < deadline {

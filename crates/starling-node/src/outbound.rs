@@ -6,21 +6,23 @@
 //! with `slow` (3008), which tells its SDK to reconnect and recover from history (design.md,
 //! promise 8). The transport's writer drains everything queued in one go, so writes coalesce.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use starling_protocol::DisconnectCode;
+use starling_protocol::{Disconnect, DisconnectCode, disconnect_reconnects};
 use tokio::sync::Notify;
 
 /// Why a connection's transport is being closed, with the code the client sees.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Close {
-    /// The Centrifugo disconnect code (3000..=3999), or a WebSocket code such as 1009.
+    /// The Centrifugo disconnect code (3000..=4999), or a WebSocket code such as 1009.
     pub code: u16,
-    /// Short human-readable reason, sent in the close frame.
-    pub reason: &'static str,
-    /// Whether the SDK is expected to reconnect (3000..=3499 by Centrifugo's rules).
+    /// Short human-readable reason, sent in the close frame. Owned only for custom
+    /// disconnects from the server API; the built-in codes borrow their static text.
+    pub reason: Cow<'static, str>,
+    /// Whether the SDK is expected to reconnect (by Centrifugo's code ranges).
     pub reconnect: bool,
 }
 
@@ -28,8 +30,22 @@ impl From<DisconnectCode> for Close {
     fn from(code: DisconnectCode) -> Self {
         Close {
             code: code.code(),
-            reason: code.reason(),
+            reason: Cow::Borrowed(code.reason()),
             reconnect: code.reconnect(),
+        }
+    }
+}
+
+impl From<&Disconnect> for Close {
+    /// A custom disconnect (server API `disconnect`) as a close frame can carry it: codes a
+    /// close frame cannot hold become 3011 or 3503 and the reason is cut to 123 bytes (see
+    /// [`Disconnect::close_frame`]), so the SDK's reconnect decision survives.
+    fn from(disconnect: &Disconnect) -> Self {
+        let (code, reason) = disconnect.close_frame();
+        Close {
+            code,
+            reason: Cow::Owned(reason.to_owned()),
+            reconnect: disconnect_reconnects(u32::from(code)),
         }
     }
 }
@@ -218,6 +234,19 @@ mod tests {
         // After the close, pushes are silently dropped and never grow memory.
         out.push(Bytes::from_static(b"late")).unwrap();
         assert_eq!(out.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn custom_disconnect_keeps_code_reason_and_reconnect_rule() {
+        let close = Close::from(&Disconnect::new(4000, "custom"));
+        assert_eq!((close.code, close.reason.as_ref()), (4000, "custom"));
+        assert!(close.reconnect);
+        let close = Close::from(&Disconnect::new(4500, "gone"));
+        assert!(!close.reconnect);
+        // A code a close frame cannot carry keeps its reconnect meaning.
+        let close = Close::from(&Disconnect::new(2999, "odd"));
+        assert_eq!(close.code, DisconnectCode::ForceReconnect.code());
+        assert!(close.reconnect);
     }
 
     #[tokio::test]

@@ -7,7 +7,8 @@
 //!
 //! Fan-out encodes each push once per wire encoding in use and shares the bytes with every
 //! recipient. Ordering holds because everything a subscriber sees from a room (its subscribe
-//! reply, then publications, joins and leaves) is queued by this one actor, in order.
+//! reply or push, then publications, joins and leaves, and a server unsubscribe push last) is
+//! queued by this one actor, in order.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use starling_config::ChannelOptions;
 use starling_protocol::{
     ClientInfo, DisconnectCode, Encoding, Join, Leave, Publication, Push, Reply, StreamPosition,
-    SubscribeResult, encode_reply,
+    Subscribe, SubscribeResult, UnsubscribeCode, encode_reply,
 };
 use starling_room::{HistoryPage, HistoryQuery, PresenceStats, Room, RoomError, RoomOptions};
 use tracing::{debug, warn};
@@ -37,15 +38,26 @@ pub(crate) struct Subscriber {
     pub(crate) join_leave: bool,
 }
 
+/// How the client learns about a new subscription. Except for connect, the room queues the
+/// announcement itself, before adding the subscriber, so no publication can overtake it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Announce {
+    /// The reply to the client's `subscribe` command with this id.
+    Reply(u32),
+    /// A `subscribe` push (a server-side subscription made through the server API), followed
+    /// by the recovered publications as `pub` pushes.
+    Push,
+    /// Nothing: a server-side subscription made during connect, whose result goes into the
+    /// connect reply (the queue is held until then).
+    ConnectReply,
+}
+
 /// What a connection asks for when it subscribes.
 #[derive(Debug, Clone)]
 pub(crate) struct SubscribeParams {
     pub(crate) client_id: Arc<str>,
     pub(crate) subscriber: Subscriber,
-    /// `Some(id)`: the room queues the subscribe reply with this command id itself, so no
-    /// publication can overtake it. `None`: a server-side subscription made during connect; the
-    /// result goes into the connect reply.
-    pub(crate) reply_id: Option<u32>,
+    pub(crate) announce: Announce,
     /// The stream position the client comes back from, when it asked to recover.
     pub(crate) recover_from: Option<StreamPosition>,
     pub(crate) recoverable: bool,
@@ -68,12 +80,25 @@ pub(crate) enum RoomMsg {
     },
     Unsubscribe {
         client_id: Arc<str>,
+        /// Queue this unsubscribe push to the subscriber as the last thing it gets from the room.
+        notify: Option<UnsubscribeCode>,
     },
     Publish {
         data: Bytes,
         info: Option<ClientInfo>,
         tags: BTreeMap<String, String>,
-        reply: RpcReplyPort<Arc<Publication>>,
+        /// Centrifugo's `skip_history`: no offset, not kept (see `Room::ephemeral`).
+        skip_history: bool,
+        /// The publication and the room's epoch, which together give its stream position.
+        reply: RpcReplyPort<(Arc<Publication>, Arc<str>)>,
+    },
+    /// Drop the retained publications, keep the stream position.
+    RemoveHistory {
+        reply: RpcReplyPort<()>,
+    },
+    /// How many connections are subscribed.
+    SubscriberCount {
+        reply: RpcReplyPort<usize>,
     },
     History {
         query: HistoryQuery,
@@ -103,11 +128,15 @@ pub(crate) struct RoomArgs {
 
 pub(crate) struct RoomState {
     name: Arc<str>,
+    /// The room's epoch, shared with publish replies without a copy.
+    epoch: Arc<str>,
     node: Node,
     room: Room<Subscriber>,
     join_leave: bool,
     /// Whether a `Trim` timer is pending, so at most one is.
     trim_scheduled: bool,
+    /// Whether this room is counted in the node's channels gauge (it has subscribers).
+    counted_active: bool,
 }
 
 impl Actor for RoomActor {
@@ -123,11 +152,13 @@ impl Actor for RoomActor {
         let options = room_options(&args.options);
         args.node.metrics().rooms_started();
         Ok(RoomState {
+            epoch: args.epoch.as_str().into(),
             room: Room::new(options, args.epoch),
             join_leave: args.options.join_leave,
             name: args.name,
             node: args.node,
             trim_scheduled: false,
+            counted_active: false,
         })
     }
 
@@ -138,6 +169,9 @@ impl Actor for RoomActor {
     ) -> Result<(), ActorProcessingErr> {
         state.node.forget_room(&state.name, &myself);
         state.node.metrics().rooms_stopped();
+        if state.counted_active {
+            state.node.metrics().channel_active(false);
+        }
         Ok(())
     }
 
@@ -155,17 +189,29 @@ impl Actor for RoomActor {
                 // Unsubscribe that follows this message, so nothing leaks.
                 let _ = reply.send(result);
             }
-            RoomMsg::Unsubscribe { client_id } => state.unsubscribe(&client_id),
+            RoomMsg::Unsubscribe { client_id, notify } => state.unsubscribe(&client_id, notify),
             RoomMsg::Publish {
                 data,
                 info,
                 tags,
+                skip_history,
                 reply,
             } => {
-                let publication = state.room.publish(data, info, tags, now);
+                let publication = if skip_history {
+                    state.room.ephemeral(data, info, tags, now)
+                } else {
+                    state.room.publish(data, info, tags, now)
+                };
                 state.fan_out_publication(&publication);
-                let _ = reply.send(publication);
+                let _ = reply.send((publication, Arc::clone(&state.epoch)));
                 state.node.metrics().publication_in();
+            }
+            RoomMsg::RemoveHistory { reply } => {
+                state.room.remove_history();
+                let _ = reply.send(());
+            }
+            RoomMsg::SubscriberCount { reply } => {
+                let _ = reply.send(state.room.subscriber_count());
             }
             RoomMsg::History { query, max, reply } => {
                 let _ = reply.send(state.room.history(query, max, now));
@@ -198,7 +244,7 @@ impl RoomState {
         let SubscribeParams {
             client_id,
             subscriber,
-            reply_id,
+            announce,
             recover_from,
             recoverable,
             positioned,
@@ -232,24 +278,45 @@ impl RoomState {
                 .collect();
         }
 
-        if let Some(id) = reply_id {
-            let reply = Reply {
-                id,
-                subscribe: Some(result.clone()),
-                ..Reply::default()
-            };
-            match encode_reply(subscriber.encoding, &reply) {
-                Ok(frame) => {
-                    let _ = subscriber.outbound.push(frame);
-                }
-                Err(error) => {
-                    warn!(room = %self.name, %error, "cannot encode subscribe reply");
+        match announce {
+            Announce::Reply(id) => {
+                let reply = Reply {
+                    id,
+                    subscribe: Some(result.clone()),
+                    ..Reply::default()
+                };
+                self.queue_to(&subscriber, &reply, "subscribe reply");
+            }
+            Announce::Push => {
+                let push = Push {
+                    channel: self.name.to_string(),
+                    subscribe: Some(Subscribe {
+                        recoverable: result.recoverable,
+                        epoch: result.epoch.clone(),
+                        offset: result.offset,
+                        positioned: result.positioned,
+                        data: result.data.clone(),
+                    }),
+                    ..Push::default()
+                };
+                self.queue_to(&subscriber, &Reply::push(push), "subscribe push");
+                // The push has no room for a replay, so recovered publications follow it.
+                for publication in &result.publications {
+                    let push = Push {
+                        channel: self.name.to_string(),
+                        r#pub: Some(publication.clone()),
+                        ..Push::default()
+                    };
+                    self.queue_to(&subscriber, &Reply::push(push), "recovered publication");
                 }
             }
+            Announce::ConnectReply => {}
         }
         if self.room.subscribe(&client_id, subscriber).is_none() {
             self.node.metrics().subscriptions_added(1);
         }
+        // Before the caller hears back, so `info` agrees with what the client just saw.
+        self.count_active();
         if let Some(info) = presence
             && self.room.join(info.clone())
             && self.join_leave
@@ -263,9 +330,30 @@ impl RoomState {
         result
     }
 
-    fn unsubscribe(&mut self, client_id: &str) {
-        if self.room.unsubscribe(client_id).is_some() {
+    /// Encodes `reply` for one subscriber and queues it.
+    fn queue_to(&self, subscriber: &Subscriber, reply: &Reply, what: &'static str) {
+        match encode_reply(subscriber.encoding, reply) {
+            Ok(frame) => {
+                if subscriber.outbound.push(frame).is_err() {
+                    self.node.metrics().slow_consumer_disconnect();
+                }
+            }
+            Err(error) => {
+                warn!(room = %self.name, %error, what, "cannot encode for subscriber");
+            }
+        }
+    }
+
+    fn unsubscribe(&mut self, client_id: &str, notify: Option<UnsubscribeCode>) {
+        if let Some(subscriber) = self.room.unsubscribe(client_id) {
             self.node.metrics().subscriptions_removed(1);
+            if let Some(code) = notify {
+                self.queue_to(
+                    &subscriber,
+                    &code.push(self.name.to_string()),
+                    "unsubscribe push",
+                );
+            }
         }
         if let Some(info) = self.room.leave(client_id)
             && self.join_leave
@@ -325,8 +413,18 @@ impl RoomState {
         self.node.metrics().publications_out(delivered);
     }
 
+    /// Keeps the node's channels gauge in step with whether this room has subscribers.
+    fn count_active(&mut self) {
+        let active = self.room.subscriber_count() > 0;
+        if active != self.counted_active {
+            self.counted_active = active;
+            self.node.metrics().channel_active(active);
+        }
+    }
+
     /// After each message: keep a trim timer while history is held, and stop when idle.
     fn settle(&mut self, myself: &ActorRef<RoomMsg>, now: i64) {
+        self.count_active();
         let next_expiry = self.room.trim(now);
         if self.room.is_idle(now) {
             // Take the name off the table first so no new caller finds this actor; callers that

@@ -117,6 +117,12 @@ impl HistoryRing {
         Self { top, entries }
     }
 
+    /// Drops every entry and keeps `top`: an empty ring is trivially contiguous.
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+        self.entries.shrink_to_fit();
+    }
+
     pub(crate) fn trim_to_size(&mut self, size: usize) {
         if self.entries.len() > size {
             let excess = self.entries.len() - size;

@@ -146,6 +146,37 @@ impl<S> Room<S> {
         publication
     }
 
+    /// A publication that bypasses the stream (the server API's `skip_history`): no offset
+    /// (0), not kept in history, stamped with `now_ms`. Centrifugo publishes these without a
+    /// stream position too, so SDKs leave their recovery position alone when they see one.
+    /// Giving it an offset instead would either leave a hole in history (breaking the
+    /// contiguity recovery relies on) or force dropping everything older.
+    pub fn ephemeral(
+        &self,
+        data: Bytes,
+        info: Option<ClientInfo>,
+        tags: BTreeMap<String, String>,
+        now_ms: i64,
+    ) -> Arc<Publication> {
+        Arc::new(Publication {
+            data,
+            info,
+            offset: 0,
+            tags,
+            delta: false,
+            time: now_ms,
+            channel: String::new(),
+        })
+    }
+
+    /// Drops every retained publication (the server API's `history_remove`). The stream
+    /// position stays: the next publication continues the same offsets in the same epoch, so
+    /// subscribers see no gap and are not disconnected, as in Centrifugo. Recovery from a
+    /// position older than the top is then impossible (`recovered: false`).
+    pub fn remove_history(&mut self) {
+        self.history.clear();
+    }
+
     /// Answers a history query with Centrifugo's semantics (see
     /// [`HistoryQuery`]); `max` caps the number of publications returned
     /// (Centrifugo's `client_history_max_publication_limit`).
@@ -467,6 +498,38 @@ mod tests {
         r.set_options(opts(0, 0));
         assert_eq!(r.retained_count(), 0);
         assert_eq!(publish(&mut r, 6), 6);
+    }
+
+    #[test]
+    fn removing_history_keeps_the_position() {
+        let mut r = room(10, 0);
+        publish(&mut r, 1);
+        publish(&mut r, 2);
+        r.remove_history();
+        assert_eq!(r.retained_count(), 0);
+        assert_eq!(r.position(), pos(2, EPOCH));
+        let page = r.history(query(None, -1, false), 10, 3).unwrap();
+        assert!(page.publications.is_empty());
+        assert_eq!(page.position, pos(2, EPOCH));
+        // The stream goes on where it was; a subscriber at the top still recovers.
+        assert_eq!(publish(&mut r, 4), 3);
+        let rec = r.recover(&pos(2, EPOCH), 10, 5);
+        assert!(rec.recovered);
+        assert_eq!(offsets(&rec.publications), vec![3]);
+        // One that was further behind lost what was removed, and is told so.
+        assert!(!r.recover(&pos(1, EPOCH), 10, 5).recovered);
+    }
+
+    #[test]
+    fn ephemeral_publication_has_no_offset_and_is_not_kept() {
+        let mut r = room(10, 0);
+        publish(&mut r, 1);
+        let p = r.ephemeral(Bytes::from_static(b"1"), None, BTreeMap::new(), 2);
+        assert_eq!(p.offset, 0);
+        assert_eq!(p.time, 2);
+        assert_eq!(r.position(), pos(1, EPOCH));
+        assert_eq!(r.retained_count(), 1);
+        assert_eq!(publish(&mut r, 3), 2);
     }
 
     #[test]

@@ -1,0 +1,385 @@
+//! The node operations behind the server HTTP API: per-user operations on live connections
+//! (subscribe, unsubscribe, disconnect, refresh), history removal, the channel list and node
+//! info. Request parsing, key checks and Centrifugo's reply shapes live in the gateway; this
+//! module only acts on the node.
+//!
+//! Per-user operations find a user's connections through the node's user index, then message
+//! each connection actor. Subscribe, unsubscribe and refresh wait for each connection's answer
+//! (bounded by [`CONNECTION_CALL_TIMEOUT`]), so when the API call returns, the subscribe or
+//! unsubscribe push is already queued ahead of anything published afterwards.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ractor::ActorRef;
+use ractor::rpc::CallResult;
+use starling_config::ChannelOptions;
+use starling_protocol::{Disconnect, DisconnectCode, StreamPosition};
+use tracing::debug;
+
+use crate::connection::ConnectionMsg;
+use crate::error::NodeError;
+use crate::node::Node;
+use crate::outbound::Close;
+use crate::room_actor::RoomMsg;
+
+/// Upper bound on one server API call into a connection actor. A connection answers at once
+/// unless it is itself waiting on a room; this only keeps a wedged actor from hanging the API.
+const CONNECTION_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Which of a user's connections a server API call applies to (Centrifugo's `user`, `client`,
+/// `session` and `whitelist` fields).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserConnections {
+    /// User id; `""` selects anonymous connections.
+    pub user: String,
+    /// Only the connection with this client id; empty selects every connection of the user.
+    pub client: String,
+    /// Only connections of this session. Starling has no sessions yet (they come with the
+    /// HTTP-streaming and SSE transports), so a non-empty value selects nothing.
+    pub session: String,
+    /// Client ids to leave alone (`disconnect` only).
+    pub whitelist: Vec<String>,
+}
+
+impl UserConnections {
+    /// Every connection of `user`.
+    pub fn of(user: impl Into<String>) -> UserConnections {
+        UserConnections {
+            user: user.into(),
+            ..UserConnections::default()
+        }
+    }
+
+    fn selects(&self, client_id: &str) -> bool {
+        self.session.is_empty()
+            && (self.client.is_empty() || self.client == client_id)
+            && !self.whitelist.iter().any(|kept| kept == client_id)
+    }
+}
+
+/// Per-subscription overrides of namespace options (Centrifugo's `override` object). `None`
+/// keeps the namespace's value.
+///
+/// Presence and join/leave messages are kept per room with the namespace's settings, so
+/// `presence` and `join_leave` can only take this subscriber out of them, not add it to a room
+/// that keeps none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChannelOverrides {
+    /// Appear in presence (and join/leave messages).
+    pub presence: Option<bool>,
+    /// Receive join/leave messages.
+    pub join_leave: Option<bool>,
+    /// Receive join/leave messages without asking.
+    pub force_push_join_leave: Option<bool>,
+    /// Recover missed publications on resubscribe (needs history).
+    pub force_recovery: Option<bool>,
+    /// Track the stream position (needs history).
+    pub force_positioning: Option<bool>,
+}
+
+impl ChannelOverrides {
+    /// `options` with these overrides applied.
+    pub(crate) fn apply(&self, options: &ChannelOptions) -> ChannelOptions {
+        let mut options = options.clone();
+        let set = |field: &mut bool, value: Option<bool>| {
+            if let Some(value) = value {
+                *field = value;
+            }
+        };
+        set(&mut options.presence, self.presence);
+        set(&mut options.join_leave, self.join_leave);
+        set(
+            &mut options.force_push_join_leave,
+            self.force_push_join_leave,
+        );
+        set(&mut options.force_recovery, self.force_recovery);
+        set(&mut options.force_positioning, self.force_positioning);
+        options
+    }
+}
+
+/// A server-side subscription made through the server API.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerSubscription {
+    /// The channel.
+    pub channel: String,
+    /// Subscription data, sent to the client in the `subscribe` push.
+    pub data: Bytes,
+    /// Channel info of the subscriber, shown in presence and join/leave messages.
+    pub chan_info: Bytes,
+    /// Recover publications after this position (when the namespace recovers).
+    pub recover_since: Option<StreamPosition>,
+    /// Namespace option overrides for this subscription.
+    pub overrides: ChannelOverrides,
+}
+
+/// How a server API `refresh` changes a connection's expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiryUpdate {
+    /// Expire now: close with 3005 `connection expired`.
+    Expired,
+    /// Expire at this Unix second (a time already past expires now).
+    At(i64),
+    /// Never expire.
+    Never,
+}
+
+/// What `info` reports about this node (Centrifugo's `NodeResult`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// Random id of this node process.
+    pub uid: String,
+    /// Node name.
+    pub name: String,
+    /// Starling version.
+    pub version: String,
+    /// Open client connections.
+    pub num_clients: u64,
+    /// Distinct users with a connection.
+    pub num_users: u64,
+    /// Rooms with at least one subscriber.
+    pub num_channels: u64,
+    /// Subscriptions (connection × room).
+    pub num_subs: u64,
+    /// Seconds since the node started.
+    pub uptime_secs: u64,
+}
+
+impl Node {
+    /// Publishes as the server API does: no publisher info, optional tags, and with
+    /// `skip_history` a publication that bypasses the stream. Returns the stream position the
+    /// publication got: offset and the room's epoch, or `None` for a `skip_history` one.
+    pub async fn publish_from_api(
+        &self,
+        room: &str,
+        data: Bytes,
+        tags: BTreeMap<String, String>,
+        skip_history: bool,
+    ) -> Result<Option<StreamPosition>, NodeError> {
+        let (publication, epoch) = self
+            .publish_to_room(room, data, None, tags, skip_history)
+            .await?;
+        Ok((publication.offset > 0).then(|| StreamPosition {
+            offset: publication.offset,
+            epoch: epoch.to_string(),
+        }))
+    }
+
+    /// The selected connections of a user.
+    fn selected(&self, target: &UserConnections) -> Vec<(Arc<str>, ActorRef<ConnectionMsg>)> {
+        self.user_connections(&target.user)
+            .into_iter()
+            .filter(|(id, _)| target.selects(id))
+            .collect()
+    }
+
+    /// Subscribes the selected connections to `subscription.channel`; returns how many got
+    /// subscribed by this call (connections already subscribed are left as they are).
+    ///
+    /// Fails only when the channel cannot be used (empty, too long, unknown namespace).
+    pub async fn subscribe_user(
+        &self,
+        target: &UserConnections,
+        subscription: ServerSubscription,
+    ) -> Result<usize, NodeError> {
+        self.resolve_channel(&subscription.channel)?;
+        let subscription = Arc::new(subscription);
+        let mut subscribed = 0;
+        for (client, actor) in self.selected(target) {
+            let call = actor
+                .call(
+                    |reply| ConnectionMsg::ServerSubscribe {
+                        subscription: Arc::clone(&subscription),
+                        reply,
+                    },
+                    Some(CONNECTION_CALL_TIMEOUT),
+                )
+                .await;
+            match call {
+                Ok(CallResult::Success(true)) => subscribed += 1,
+                Ok(CallResult::Success(false)) => {}
+                // The connection closed meanwhile or is wedged; the others still get theirs.
+                other => debug!(%client, ?other, "server API subscribe not delivered"),
+            }
+        }
+        Ok(subscribed)
+    }
+
+    /// Unsubscribes the selected connections from `channel`, each with an `unsubscribe` push
+    /// (2000 `server unsubscribe`); returns how many were subscribed.
+    pub async fn unsubscribe_user(
+        &self,
+        target: &UserConnections,
+        channel: &str,
+    ) -> Result<usize, NodeError> {
+        self.resolve_channel(channel)?;
+        let channel: Arc<str> = channel.into();
+        let mut unsubscribed = 0;
+        for (client, actor) in self.selected(target) {
+            let call = actor
+                .call(
+                    |reply| ConnectionMsg::ServerUnsubscribe {
+                        channel: Arc::clone(&channel),
+                        reply,
+                    },
+                    Some(CONNECTION_CALL_TIMEOUT),
+                )
+                .await;
+            match call {
+                Ok(CallResult::Success(true)) => unsubscribed += 1,
+                Ok(CallResult::Success(false)) => {}
+                other => debug!(%client, ?other, "server API unsubscribe not delivered"),
+            }
+        }
+        Ok(unsubscribed)
+    }
+
+    /// Closes the selected connections with `disconnect` (Centrifugo's default for the API is
+    /// 3503 `force disconnect`); returns how many were told to go.
+    pub fn disconnect_user(&self, target: &UserConnections, disconnect: &Disconnect) -> usize {
+        let close = Close::from(disconnect);
+        let mut told = 0;
+        for (_, actor) in self.selected(target) {
+            if actor
+                .send_message(ConnectionMsg::Disconnect(close.clone()))
+                .is_ok()
+            {
+                told += 1;
+            }
+        }
+        told
+    }
+
+    /// Changes the expiry of the selected connections; returns how many were reached.
+    pub async fn refresh_user(&self, target: &UserConnections, update: ExpiryUpdate) -> usize {
+        let mut reached = 0;
+        for (client, actor) in self.selected(target) {
+            let call = actor
+                .call(
+                    |reply| ConnectionMsg::ServerRefresh { update, reply },
+                    Some(CONNECTION_CALL_TIMEOUT),
+                )
+                .await;
+            match call {
+                Ok(CallResult::Success(())) => reached += 1,
+                other => debug!(%client, ?other, "server API refresh not delivered"),
+            }
+        }
+        reached
+    }
+
+    /// Drops the retained publications of `room`, keeping its stream position. A room that is
+    /// not running holds no history, so there is nothing to do.
+    pub async fn remove_history(&self, room: &str) -> Result<(), NodeError> {
+        self.resolve_channel(room)?;
+        let Some(actor) = self.existing_room(room) else {
+            return Ok(());
+        };
+        match actor
+            .call(
+                |reply| RoomMsg::RemoveHistory { reply },
+                Some(CONNECTION_CALL_TIMEOUT),
+            )
+            .await
+        {
+            Ok(CallResult::Success(())) => Ok(()),
+            Ok(CallResult::Timeout) => Err(NodeError::RoomTimeout { room: room.into() }),
+            // The room stopped (idle, so without history) between lookup and delivery.
+            Ok(CallResult::SenderError) | Err(_) => Ok(()),
+        }
+    }
+
+    /// The rooms with at least one subscriber whose name passes `filter`, with their
+    /// subscriber counts, sorted by name.
+    pub async fn channels(&self, filter: impl Fn(&str) -> bool) -> BTreeMap<String, u32> {
+        let mut channels = BTreeMap::new();
+        for (name, actor) in self.room_refs() {
+            if !filter(&name) {
+                continue;
+            }
+            let count = actor
+                .call(
+                    |reply| RoomMsg::SubscriberCount { reply },
+                    Some(CONNECTION_CALL_TIMEOUT),
+                )
+                .await;
+            // A room that stopped meanwhile had no subscribers.
+            if let Ok(CallResult::Success(count)) = count
+                && count > 0
+            {
+                channels.insert(name.to_string(), u32::try_from(count).unwrap_or(u32::MAX));
+            }
+        }
+        channels
+    }
+
+    /// This node's counters, as the server API's `info` reports them.
+    pub fn info(&self) -> NodeInfo {
+        let metrics = self.metrics().snapshot();
+        NodeInfo {
+            uid: self.uid().to_owned(),
+            name: self.name().to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            num_clients: u64::try_from(self.connection_count()).unwrap_or(u64::MAX),
+            num_users: u64::try_from(self.user_count()).unwrap_or(u64::MAX),
+            num_channels: metrics.channels,
+            num_subs: metrics.subscriptions,
+            uptime_secs: self.uptime().as_secs(),
+        }
+    }
+}
+
+/// Centrifugo's default for a server API disconnect without a custom code: 3503
+/// `force disconnect`, no reconnect.
+pub fn default_api_disconnect() -> Disconnect {
+    DisconnectCode::ForceNoReconnect.to_disconnect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selection_by_client_whitelist_and_session() {
+        let all = UserConnections::of("alice");
+        assert!(all.selects("c1") && all.selects("c2"));
+        let one = UserConnections {
+            client: "c1".into(),
+            ..UserConnections::of("alice")
+        };
+        assert!(one.selects("c1") && !one.selects("c2"));
+        let kept = UserConnections {
+            whitelist: vec!["c2".into()],
+            ..UserConnections::of("alice")
+        };
+        assert!(kept.selects("c1") && !kept.selects("c2"));
+        let session = UserConnections {
+            session: "s1".into(),
+            ..UserConnections::of("alice")
+        };
+        assert!(!session.selects("c1"));
+    }
+
+    #[test]
+    fn overrides_replace_only_what_they_set() {
+        let base = ChannelOptions {
+            presence: true,
+            join_leave: true,
+            history_size: 10,
+            ..ChannelOptions::default()
+        };
+        let overridden = ChannelOverrides {
+            presence: Some(false),
+            force_recovery: Some(true),
+            ..ChannelOverrides::default()
+        }
+        .apply(&base);
+        assert!(!overridden.presence);
+        assert!(overridden.join_leave);
+        assert!(overridden.force_recovery);
+        assert_eq!(overridden.history_size, 10);
+    }
+}
