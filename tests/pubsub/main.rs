@@ -336,3 +336,30 @@ async fn history_position_survives_while_room_is_subscribed() -> anyhow::Result<
     node.stop().await;
     Ok(())
 }
+
+/// A publication is encoded once per wire encoding, whatever the number of subscribers; every
+/// recipient gets the same bytes.
+#[tokio::test]
+async fn fan_out_encodes_once_per_encoding() -> anyhow::Result<()> {
+    let node = TestNode::start(BASE_CONFIG).await?;
+    let room = "plain:wide";
+    let mut clients = Vec::new();
+    for i in 0..40 {
+        let encoding = if i % 2 == 0 { Encoding::Json } else { Encoding::Protobuf };
+        let (client, _) = connect_as(&node, &format!("u{i}"), encoding).await?;
+        client.subscribe(sub(room)).await?;
+        clients.push(client);
+    }
+    let before = node.node.metrics().snapshot();
+    clients[0]
+        .publish(room, json(serde_json::json!({"wide": true})))
+        .await?;
+    for client in &clients {
+        next_pub(client, room).await?;
+    }
+    let after = node.node.metrics().snapshot();
+    assert_eq!(after.push_encodings - before.push_encodings, 2);
+    assert_eq!(after.publications_out - before.publications_out, 40);
+    node.stop().await;
+    Ok(())
+}

@@ -12,6 +12,7 @@ pub struct Metrics {
     channels: AtomicU64,
     publications_in: AtomicU64,
     publications_out: AtomicU64,
+    push_encodings: AtomicU64,
     slow_consumer_disconnects: AtomicU64,
     errors: AtomicU64,
 }
@@ -33,6 +34,9 @@ pub struct MetricsSnapshot {
     pub publications_in: u64,
     /// Publication, join and leave pushes queued to connections.
     pub publications_out: u64,
+    /// Pushes encoded by rooms for fan-out: at most one per wire encoding in use per push,
+    /// however many subscribers receive it.
+    pub push_encodings: u64,
     /// Connections closed because their outbound queue overflowed.
     pub slow_consumer_disconnects: u64,
     /// Error replies and error disconnects sent.
@@ -50,6 +54,7 @@ impl Metrics {
             channels: self.channels.load(Relaxed),
             publications_in: self.publications_in.load(Relaxed),
             publications_out: self.publications_out.load(Relaxed),
+            push_encodings: self.push_encodings.load(Relaxed),
             slow_consumer_disconnects: self.slow_consumer_disconnects.load(Relaxed),
             errors: self.errors.load(Relaxed),
         }
@@ -95,6 +100,10 @@ impl Metrics {
 
     pub(crate) fn publications_out(&self, n: u64) {
         self.publications_out.fetch_add(n, Relaxed);
+    }
+
+    pub(crate) fn push_encoded(&self) {
+        self.push_encodings.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn slow_consumer_disconnect(&self) {

@@ -392,7 +392,10 @@ impl RoomState {
             let frame = match slot {
                 Some(frame) => frame.clone(),
                 None => match encode_reply(subscriber.encoding, &reply) {
-                    Ok(frame) => slot.insert(frame).clone(),
+                    Ok(frame) => {
+                        self.node.metrics().push_encoded();
+                        slot.insert(frame).clone()
+                    }
                     Err(error) => {
                         // Binary data cannot travel in a JSON frame. Skipping it would leave a
                         // silent gap, so the subscriber is told, as Centrifugo does: 3506.
