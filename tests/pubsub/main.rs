@@ -345,7 +345,11 @@ async fn fan_out_encodes_once_per_encoding() -> anyhow::Result<()> {
     let room = "plain:wide";
     let mut clients = Vec::new();
     for i in 0..40 {
-        let encoding = if i % 2 == 0 { Encoding::Json } else { Encoding::Protobuf };
+        let encoding = if i % 2 == 0 {
+            Encoding::Json
+        } else {
+            Encoding::Protobuf
+        };
         let (client, _) = connect_as(&node, &format!("u{i}"), encoding).await?;
         client.subscribe(sub(room)).await?;
         clients.push(client);
