@@ -25,6 +25,41 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Cluster certificates: a CA, and node certificates for `serve --cluster-tls`.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CertsCommand {
+    /// Create a cluster CA: DIR/ca.pem and DIR/ca.key.
+    Init(CertsInitArgs),
+    /// Create a node certificate signed by the cluster CA: DIR/ca.pem, DIR/node.pem, DIR/node.key.
+    Node(CertsNodeArgs),
+}
+
+/// Flags of `starling certs init`.
+#[derive(Debug, Args)]
+pub(crate) struct CertsInitArgs {
+    /// Directory to write ca.pem and ca.key to (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: PathBuf,
+}
+
+/// Flags of `starling certs node`.
+#[derive(Debug, Args)]
+pub(crate) struct CertsNodeArgs {
+    /// Directory holding the CA (ca.pem and ca.key from `starling certs init`).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) ca: PathBuf,
+    /// The node's id, as given to `starling serve --node-id`.
+    #[arg(long, value_name = "N")]
+    pub(crate) node_id: u64,
+    /// Directory to write ca.pem, node.pem and node.key to (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

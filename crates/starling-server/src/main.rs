@@ -2,8 +2,9 @@
 //!
 //! `starling serve` runs a node (a one-node cluster with embedded defaults when given no
 //! flags); `starling gentoken` / `gensubtoken` mint development tokens; `starling config
-//! default` prints the default configuration file.
+//! default` prints the default configuration file; `starling certs` makes cluster certificates.
 
+mod certs;
 mod cli;
 mod dev_secret;
 mod serve;
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
             print!("{}", starling_config::default_toml());
             Ok(())
         }
+        Command::Certs { command } => certs::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
