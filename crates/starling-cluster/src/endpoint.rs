@@ -16,8 +16,9 @@ use tokio::time::timeout;
 use crate::certs::node_dns_name;
 use crate::codec::{FrameReader, FrameWriter, connection_error};
 use crate::error::LinkError;
-use crate::frame::{Frame, Hello};
+use crate::frame::{Frame, Hello, RaftBody};
 use crate::link::{CloseCode, PeerLink, close};
+use crate::raft::network::{RaftSlot, serve_connection};
 use crate::tls::{ClusterTls, cert_names_node};
 
 /// A connection with no packet from the peer for this long is dead (10 s).
@@ -57,6 +58,7 @@ pub struct ClusterEndpoint {
     node_id: NodeId,
     local_addr: SocketAddr,
     client_config: quinn::ClientConfig,
+    raft: RaftSlot,
     stop: Option<oneshot::Sender<()>>,
     accept_task: Option<JoinHandle<()>>,
 }
@@ -122,7 +124,14 @@ impl ClusterEndpoint {
 
         let (links_tx, links_rx) = mpsc::channel(ACCEPTED_QUEUE);
         let (stop_tx, stop_rx) = oneshot::channel();
-        let accept_task = tokio::spawn(accept_loop(endpoint.clone(), node_id, links_tx, stop_rx));
+        let raft = RaftSlot::default();
+        let accept_task = tokio::spawn(accept_loop(
+            endpoint.clone(),
+            node_id,
+            links_tx,
+            raft.clone(),
+            stop_rx,
+        ));
         tracing::info!(%node_id, addr = %local_addr, "cluster endpoint listening");
         Ok((
             ClusterEndpoint {
@@ -130,6 +139,7 @@ impl ClusterEndpoint {
                 node_id,
                 local_addr,
                 client_config,
+                raft,
                 stop: Some(stop_tx),
                 accept_task: Some(accept_task),
             },
@@ -145,6 +155,20 @@ impl ClusterEndpoint {
     /// This node's id.
     pub fn node_id(&self) -> NodeId {
         self.node_id
+    }
+
+    /// What the Raft network dials with.
+    pub(crate) fn dialer(&self) -> Dialer {
+        Dialer {
+            endpoint: self.endpoint.clone(),
+            client_config: self.client_config.clone(),
+            node_id: self.node_id,
+        }
+    }
+
+    /// Where accepted Raft connections find the local Raft.
+    pub(crate) fn raft_slot(&self) -> RaftSlot {
+        self.raft.clone()
     }
 
     /// Dials node `peer` at `addr`: QUIC + mutual TLS (the peer's
@@ -242,6 +266,47 @@ impl Drop for ClusterEndpoint {
     }
 }
 
+/// Dials bare QUIC connections (mutual TLS, no Hello) for the Raft network.
+#[derive(Debug, Clone)]
+pub(crate) struct Dialer {
+    endpoint: quinn::Endpoint,
+    client_config: quinn::ClientConfig,
+    node_id: NodeId,
+}
+
+impl Dialer {
+    /// This node's id.
+    pub(crate) fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// Connects to node `peer` at `addr`; the peer's certificate must name
+    /// it, as for [`ClusterEndpoint::connect`].
+    pub(crate) async fn dial(
+        &self,
+        addr: SocketAddr,
+        peer: NodeId,
+    ) -> Result<Connection, LinkError> {
+        if peer == self.node_id {
+            return Err(LinkError::SelfConnection {
+                addr,
+                node_id: peer,
+            });
+        }
+        let connecting = self
+            .endpoint
+            .connect_with(self.client_config.clone(), addr, &node_dns_name(peer))
+            .map_err(|source| LinkError::Connect { addr, source })?;
+        match timeout(HANDSHAKE_TIMEOUT, connecting).await {
+            Ok(conn) => conn.map_err(|source| connection_error(addr, source)),
+            Err(_) => Err(LinkError::HelloTimeout {
+                addr,
+                after: HANDSHAKE_TIMEOUT,
+            }),
+        }
+    }
+}
+
 /// Transport settings of every cluster connection.
 fn transport_config() -> TransportConfig {
     let mut transport = TransportConfig::default();
@@ -257,6 +322,7 @@ async fn accept_loop(
     endpoint: quinn::Endpoint,
     local: NodeId,
     links: mpsc::Sender<PeerLink>,
+    raft: RaftSlot,
     mut stop: oneshot::Receiver<()>,
 ) {
     // Handshake tasks belong to the loop: when it ends they are aborted.
@@ -271,7 +337,7 @@ async fn accept_loop(
                     incoming.refuse();
                     continue;
                 }
-                handshakes.spawn(accept_one(incoming, local, links.clone()));
+                handshakes.spawn(accept_one(incoming, local, links.clone(), raft.clone()));
             }
             Some(_) = handshakes.join_next(), if !handshakes.is_empty() => {}
         }
@@ -279,10 +345,25 @@ async fn accept_loop(
     tracing::debug!("cluster accept loop stopped");
 }
 
-async fn accept_one(incoming: quinn::Incoming, local: NodeId, links: mpsc::Sender<PeerLink>) {
+async fn accept_one(
+    incoming: quinn::Incoming,
+    local: NodeId,
+    links: mpsc::Sender<PeerLink>,
+    raft: RaftSlot,
+) {
     let addr = incoming.remote_address();
     match handshake(incoming, addr, local).await {
-        Ok(link) => {
+        Ok(Accepted::Raft {
+            conn,
+            peer,
+            writer,
+            first,
+        }) => {
+            // Not awaited here: the handshake slot is free again, and the
+            // connection's end (peer gone, endpoint closed) ends the task.
+            tokio::spawn(serve_connection(raft, conn, peer, writer, first));
+        }
+        Ok(Accepted::Link(link)) => {
             tracing::info!(peer = %link.peer(), %addr, "cluster peer connected");
             // Fails only when nobody takes links any more; the link is then
             // dropped, which closes it.
@@ -292,14 +373,35 @@ async fn accept_one(incoming: quinn::Incoming, local: NodeId, links: mpsc::Sende
     }
 }
 
+/// What an accepted connection turned out to be.
+enum Accepted {
+    /// A data-plane link, after the Hello exchange.
+    Link(PeerLink),
+    /// A Raft connection: its first request, read from its first stream.
+    Raft {
+        conn: Connection,
+        peer: NodeId,
+        writer: FrameWriter,
+        first: RaftBody,
+    },
+}
+
+/// What the first frame on a connection's first stream was.
+enum Opening {
+    Hello(Hello, FrameReader, FrameWriter),
+    Raft(NodeId, FrameWriter, RaftBody),
+}
+
 /// The accepting side: TLS (the verifier already demanded a client
-/// certificate from the cluster CA), then the peer's Hello, checked against
-/// its certificate, then ours.
+/// certificate from the cluster CA), then the first frame. A Hello, checked
+/// against the peer's certificate and answered with ours, makes a link; a
+/// Raft request, whose sender the certificate must name, makes a Raft
+/// connection.
 async fn handshake(
     incoming: quinn::Incoming,
     addr: SocketAddr,
     local: NodeId,
-) -> Result<PeerLink, LinkError> {
+) -> Result<Accepted, LinkError> {
     let conn = match timeout(HANDSHAKE_TIMEOUT, incoming).await {
         Ok(conn) => conn.map_err(|source| connection_error(addr, source))?,
         Err(_) => {
@@ -316,7 +418,31 @@ async fn handshake(
             .map_err(|source| connection_error(addr, source))?;
         let mut reader = FrameReader::new(recv, addr);
         let mut writer = FrameWriter::new(send, addr);
-        let hello = read_hello(&mut reader, addr).await?;
+        let hello = match reader.next().await? {
+            Some(Frame::Hello(hello)) => hello,
+            Some(Frame::RaftRequest { from, body }) => {
+                if from == local {
+                    return Err(LinkError::SelfConnection {
+                        addr,
+                        node_id: local,
+                    });
+                }
+                if !peer_cert_names(&conn, from) {
+                    return Err(LinkError::PeerIdentity {
+                        addr,
+                        claimed: from,
+                    });
+                }
+                return Ok(Opening::Raft(from, writer, body));
+            }
+            Some(other) => {
+                return Err(LinkError::ExpectedHello {
+                    addr,
+                    got: other.kind(),
+                });
+            }
+            None => return Err(LinkError::StreamEnded { addr }),
+        };
         if hello.node_id == local {
             return Err(LinkError::SelfConnection {
                 addr,
@@ -330,14 +456,25 @@ async fn handshake(
             });
         }
         writer.send(&Frame::Hello(Hello::new(local))).await?;
-        Ok((hello, reader, writer))
+        Ok(Opening::Hello(hello, reader, writer))
     })
     .await;
     match greeted {
-        Ok((hello, reader, writer)) => {
+        Ok(Opening::Hello(hello, reader, writer)) => {
             tracing::debug!(peer = %hello.node_id, software = %hello.software, "peer said Hello");
-            Ok(PeerLink::start(hello.node_id, conn, reader, writer))
+            Ok(Accepted::Link(PeerLink::start(
+                hello.node_id,
+                conn,
+                reader,
+                writer,
+            )))
         }
+        Ok(Opening::Raft(peer, writer, first)) => Ok(Accepted::Raft {
+            conn,
+            peer,
+            writer,
+            first,
+        }),
         Err(error) => {
             if let Some(code) = CloseCode::for_error(&error) {
                 close(&conn, code);

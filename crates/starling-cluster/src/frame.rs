@@ -28,7 +28,7 @@ use crate::error::FrameError;
 /// kind, bumps it: frames are positional (structs encode as arrays), so an
 /// old peer cannot read a changed frame, and refusing it by version is
 /// clearer than failing on a field.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The largest frame body accepted or produced, in bytes (16 MiB).
 ///
@@ -64,6 +64,61 @@ pub enum Frame {
         /// The `seq` of the ping this answers.
         seq: u64,
     },
+    /// A Raft RPC: the first frame of a stream on a Raft connection (and the
+    /// first frame of the connection, which tells the acceptor that it is
+    /// one). Added in version 2.
+    RaftRequest {
+        /// The calling node; the acceptor checks it against the caller's
+        /// certificate.
+        from: NodeId,
+        /// The MessagePack-encoded request (the control plane's own types).
+        body: RaftBody,
+    },
+    /// The answer to a [`Frame::RaftRequest`], on the same stream. Added in
+    /// version 2.
+    RaftResponse {
+        /// The MessagePack-encoded response.
+        body: RaftBody,
+    },
+}
+
+/// An opaque MessagePack payload of a Raft frame, carried as one `bin`
+/// value.
+///
+/// Raft messages are openraft's types, which this crate's frame layer does
+/// not need to understand (nor compare); the control plane encodes and
+/// decodes them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RaftBody(pub Vec<u8>);
+
+impl Serialize for RaftBody {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for RaftBody {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_byte_buf(BodyVisitor)
+    }
+}
+
+struct BodyVisitor;
+
+impl<'de> Visitor<'de> for BodyVisitor {
+    type Value = RaftBody;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a byte string")
+    }
+
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<RaftBody, E> {
+        Ok(RaftBody(v.to_vec()))
+    }
+
+    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<RaftBody, E> {
+        Ok(RaftBody(v))
+    }
 }
 
 impl Frame {
@@ -73,6 +128,8 @@ impl Frame {
             Frame::Hello(_) => "Hello",
             Frame::Ping { .. } => "Ping",
             Frame::Pong { .. } => "Pong",
+            Frame::RaftRequest { .. } => "RaftRequest",
+            Frame::RaftResponse { .. } => "RaftResponse",
         }
     }
 }
@@ -242,6 +299,13 @@ mod tests {
             Frame::Hello(Hello::new(NodeId(7))),
             Frame::Ping { seq: 0 },
             Frame::Pong { seq: u64::MAX },
+            Frame::RaftRequest {
+                from: NodeId(3),
+                body: RaftBody(vec![0, 1, 0xff]),
+            },
+            Frame::RaftResponse {
+                body: RaftBody(Vec::new()),
+            },
         ]
     }
 
@@ -280,6 +344,12 @@ mod tests {
         let (v, frame): (u16, Frame) = rmp_serde::from_slice(&bytes[LEN_PREFIX..]).expect("tuple");
         assert_eq!(v, PROTOCOL_VERSION);
         assert_eq!(frame, Frame::Ping { seq: 5 });
+    }
+
+    #[test]
+    fn raft_body_is_one_msgpack_bin() {
+        let bytes = rmp_serde::to_vec(&RaftBody(vec![1, 2, 3])).expect("encode");
+        assert_eq!(bytes, vec![0xc4, 3, 1, 2, 3]);
     }
 
     #[test]
@@ -385,6 +455,15 @@ mod tests {
             }),
             any::<u64>().prop_map(|seq| Frame::Ping { seq }),
             any::<u64>().prop_map(|seq| Frame::Pong { seq }),
+            (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..64)).prop_map(
+                |(from, body)| Frame::RaftRequest {
+                    from: NodeId(from),
+                    body: RaftBody(body),
+                }
+            ),
+            proptest::collection::vec(any::<u8>(), 0..64).prop_map(|body| Frame::RaftResponse {
+                body: RaftBody(body)
+            }),
         ]
     }
 

@@ -1,10 +1,12 @@
-//! The cluster plane's transport: QUIC links between Starling nodes over
-//! mutual TLS, carrying versioned MessagePack frames.
+//! The cluster plane: QUIC links between Starling nodes over mutual TLS,
+//! carrying versioned MessagePack frames, and the control plane — openraft
+//! over those QUIC endpoints, persisting in the node's data directory.
 //!
 //! Every node runs one [`ClusterEndpoint`] (quinn, one UDP socket, default
 //! port 7000) that both accepts and dials. A connection becomes a
-//! [`PeerLink`] after a Hello exchange; the link is what the data plane (and
-//! later the Raft network) talks through.
+//! [`PeerLink`] after a Hello exchange; the link is what the data plane
+//! talks through. Raft dials connections of its own on the same endpoint
+//! (see "Control plane").
 //!
 //! # Links
 //! The dialling node opens a bidirectional stream and sends
@@ -66,6 +68,59 @@
 //! - At most [`MAX_PENDING_HANDSHAKES`] handshakes at once; further attempts
 //!   are refused.
 //!
+//! # Control plane
+//! A [`ClusterNode`] runs openraft (pinned `=0.9.25`, storage v2) with
+//! [`TypeConfig`]: `u64` node ids, [`NodeInfo`] (cluster and HTTP
+//! addresses) as the node type, [`ClusterCommand`]s in the log.
+//!
+//! **State machine.** [`ClusterState`] holds the members (voters and
+//! learners, taken from Raft's own membership entries so the two never
+//! disagree), the [`ShardMap`](starling_placement::ShardMap) and the
+//! cluster-wide settings. Applying is a pure function
+//! ([`ClusterState::apply`]). [`ClusterCommand::ApplyPlan`] is fenced by
+//! `base_version`: a plan made from an older map, a move whose `from` is not
+//! the owner, or a target that is not a member rejects the whole command
+//! ([`CommandRejected`]); nothing is half-applied. The first node commits
+//! `assign(shard_count, [itself])` right after it initializes.
+//!
+//! **Files** in `<data_dir>/raft/` ([`RAFT_DIR`]):
+//! - `log` ([`LOG_FILE`]) — append-only: the header `STRLOG1\n`, then
+//!   records `[len: u32 BE][crc32: u32 BE][rmp-serde body]`, each an entry,
+//!   a truncation ("delete from index i"), a purge ("up to log id l") or the
+//!   committed log id. Appends are fsynced before openraft hears they are
+//!   durable. Reopening replays the records; the first record cut short or
+//!   failing its checksum is where a crash tore the tail, so the file is
+//!   truncated there (with a warning). The file is rewritten (temp, fsync,
+//!   rename) when dead records outnumber live ones.
+//! - `vote` ([`VOTE_FILE`]) — the vote alone, replaced atomically (temp,
+//!   fsync, rename, directory fsync).
+//! - `snapshot` ([`SNAPSHOT_FILE`]) — the current snapshot, `{meta, data}`
+//!   with `data` the rmp-serde [`ClusterState`], replaced atomically. On
+//!   restart the state is this snapshot plus the committed entries after it,
+//!   which openraft applies again.
+//!
+//! The stores pass openraft's own storage test suite
+//! (`openraft::testing::Suite`).
+//!
+//! **RPCs.** Raft uses its own QUIC connections on the same endpoint, one
+//! bidirectional stream per RPC: a [`Frame::RaftRequest`] (`from` + an
+//! rmp-serde `AppendEntries`, `Vote` or `InstallSnapshot` request in a
+//! [`RaftBody`]), answered by one [`Frame::RaftResponse`] on the same stream.
+//! Snapshots travel as openraft's chunked install-snapshot requests. The
+//! acceptor tells a Raft connection from a data link by its first frame
+//! (`RaftRequest` vs `Hello`) and checks `from` against the client
+//! certificate. Streams per RPC keep heartbeats from queueing behind a
+//! snapshot or behind data-plane traffic, and need no request-id table.
+//! Frame version 2 added the two Raft kinds.
+//!
+//! **Voters and learners.** A node joins as a learner
+//! ([`ClusterNode::add_member`], on the leader) and is promoted once it has
+//! caught up, while the cluster has fewer than `max_voters` voters (default
+//! [`DEFAULT_MAX_VOTERS`] = 3). Later nodes stay learners: they replicate the
+//! state, serve clients and own shards but do not count for quorum.
+//! [`ClusterNode::remove`] removes a voter or a learner and promotes a
+//! learner into a freed voter seat.
+//!
 //! # Layout
 //! - `frame` — [`Frame`], [`Hello`], [`encode`], [`decode`], the limits.
 //! - `codec` — [`FrameReader`], [`FrameWriter`]: frames over quinn streams.
@@ -74,6 +129,11 @@
 //! - `endpoint` — [`ClusterEndpoint`], [`IncomingLinks`], timeouts.
 //! - `link` — [`PeerLink`], [`PeerSender`], [`CloseCode`].
 //! - `error` — [`FrameError`], [`TlsError`], [`LinkError`].
+//! - `raft` — the control plane: `types` ([`TypeConfig`], [`NodeInfo`],
+//!   [`ClusterCommand`]), `state` ([`ClusterState`]), `log_store`
+//!   ([`LogStore`]), `state_machine` ([`StateMachineStore`]), `network`
+//!   ([`NetworkFactory`], [`RaftPeer`]), `node` ([`ClusterNode`]), `error`
+//!   ([`StoreError`], [`ClusterNodeError`]).
 
 mod certs;
 mod codec;
@@ -81,6 +141,7 @@ mod endpoint;
 mod error;
 mod frame;
 mod link;
+mod raft;
 mod tls;
 
 pub use certs::{
@@ -94,9 +155,21 @@ pub use endpoint::{
 };
 pub use error::{FrameError, LinkError, TlsError};
 pub use frame::{
-    Frame, Hello, LEN_PREFIX, MAX_FRAME_LEN, PROTOCOL_VERSION, decode, decode_body, decode_len,
-    encode, encode_into,
+    Frame, Hello, LEN_PREFIX, MAX_FRAME_LEN, PROTOCOL_VERSION, RaftBody, decode, decode_body,
+    decode_len, encode, encode_into,
 };
 pub use link::{CloseCode, PeerLink, PeerSender, RECV_QUEUE, SEND_QUEUE};
+pub use openraft;
+pub use raft::error::{ClusterNodeError, StoreError};
+pub use raft::log_store::{LOG_FILE, LogStore, VOTE_FILE};
+pub use raft::network::{NetworkFactory, RaftPeer};
+pub use raft::node::{
+    ClusterMetrics, ClusterNode, ClusterNodeConfig, DEFAULT_MAX_VOTERS, MemberRole, RAFT_DIR,
+};
+pub use raft::state::{ClusterState, Member};
+pub use raft::state_machine::{SNAPSHOT_FILE, SnapshotBuilder, StateMachineStore};
+pub use raft::types::{
+    ClusterCommand, ClusterResponse, CommandRejected, NodeInfo, StarlingRaft, TypeConfig,
+};
 pub use starling_placement::NodeId;
 pub use tls::{ALPN, ClusterTls, DevTls};

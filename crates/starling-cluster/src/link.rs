@@ -186,7 +186,7 @@ impl PeerLink {
     }
 
     /// The QUIC connection, for planes that open their own streams on it
-    /// (the Raft network will).
+    /// (Raft dials connections of its own instead).
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
