@@ -731,3 +731,63 @@ async fn many_api_calls_leave_no_connections_behind() -> anyhow::Result<()> {
     node.stop().await;
     Ok(())
 }
+
+/// `/metrics` exposes the node's counters in Prometheus text format: gauges that follow the
+/// connections, errors by code, bytes, and per-method command latency histograms.
+#[tokio::test]
+async fn metrics_expose_counters_errors_and_latency_histograms() -> anyhow::Result<()> {
+    let (node, api) = start().await?;
+    let (alice, _) = connect_as(&node, "alice", Encoding::Json).await?;
+    alice.subscribe(sub("metered")).await?;
+    alice
+        .publish("metered", json_bytes(json!({"n": 1})))
+        .await?;
+    // An unknown namespace gives error 102, which must show up by code.
+    let _ = alice.subscribe(sub("nowhere:room")).await;
+
+    let response = api.get("/metrics").await?;
+    ensure!(response.status == 200, "{response:?}");
+    let content_type = response
+        .headers
+        .iter()
+        .find(|(name, _)| name == "content-type")
+        .map(|(_, value)| value.as_str())
+        .unwrap_or_default();
+    ensure!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    let text = String::from_utf8(response.body)?;
+    let sample = |prefix: &str| -> Option<f64> {
+        text.lines()
+            .find(|line| line.starts_with(prefix) && line[prefix.len()..].starts_with(' '))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse().ok())
+    };
+    assert_eq!(sample("starling_connections"), Some(1.0), "{text}");
+    assert_eq!(sample("starling_subscriptions"), Some(1.0));
+    assert_eq!(sample("starling_publications_in_total"), Some(1.0));
+    assert_eq!(sample(r#"starling_errors_total{code="102"}"#), Some(1.0));
+    assert!(sample("starling_bytes_in_total").unwrap_or(0.0) > 0.0);
+    assert!(sample("starling_bytes_out_total").unwrap_or(0.0) > 0.0);
+    assert_eq!(
+        sample(r#"starling_command_duration_seconds_count{method="publish"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(r#"starling_command_duration_seconds_count{method="subscribe"}"#),
+        Some(2.0)
+    );
+    alice.close().await;
+    assert!(
+        eventually(WAIT, || async {
+            let Ok(response) = api.get("/metrics").await else {
+                return false;
+            };
+            String::from_utf8_lossy(&response.body).contains("\nstarling_connections 0\n")
+        })
+        .await
+    );
+    node.stop().await;
+    Ok(())
+}

@@ -13,10 +13,17 @@
 //! official Python client for Centrifugo's server API) from PyPI:
 //! `python/cent_api.py`, against a node whose `http_api.key` is [`API_KEY`].
 //!
+//! The fallback transports: `js/transports.mjs` runs centrifuge-js with only
+//! HTTP-streaming or only SSE in its transport list (bidirectional emulation
+//! through `/emulation`), and `js/uni_sse.mjs` checks that a plain
+//! `EventSource` (npm `eventsource`) on `/connection/uni_sse` resumes every
+//! room after a dropped connection through `Last-Event-ID`.
+//!
 //! Layout:
 //! - [`Sdk`] and [`Encoding`]: which script runs and how it speaks.
 //! - [`run_script`]: node, tokens, child process, timeout, verdict;
-//!   [`run_cent_api`] the same for the server API script.
+//!   [`run_cent_api`] the same for the server API script, [`run_fallback`]
+//!   for `transports.mjs` and [`run_uni_sse`] for `uni_sse.mjs`.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -208,6 +215,61 @@ async fn run_cent_api() -> Result<()> {
     Ok(())
 }
 
+/// Runs `js/transports.mjs` over `transport` (`http_stream` or `sse`) against
+/// a fresh node.
+async fn run_fallback(transport: &str, encoding: Encoding) -> Result<()> {
+    let (program, _, dir) = Sdk::Js.command()?;
+    let node = TestNode::start(CONFIG)
+        .await
+        .context("starting the Starling node")?;
+    let tag = format!("js {transport} {encoding}");
+    let env = vec![
+        ("STARLING_HTTP_URL", format!("http://{}", node.http_addr)),
+        ("STARLING_TRANSPORT", transport.to_owned()),
+        ("STARLING_ENCODING", encoding.to_string()),
+        ("STARLING_TOKEN_BOB", hs256_token(SECRET, "bob", None)),
+        ("STARLING_HMAC_SECRET", SECRET.to_owned()),
+        (
+            "STARLING_CHANNEL_PREFIX",
+            format!("interop-{transport}-{encoding}-{}", std::process::id()),
+        ),
+    ];
+    let outcome = run_child(&tag, &program, "transports.mjs", &dir, env).await;
+    node.stop().await;
+    let (status, output) = outcome?;
+    if !status.success() {
+        bail!("{tag} script failed ({status}); its output:\n{output}");
+    }
+    Ok(())
+}
+
+/// Runs `js/uni_sse.mjs` against a fresh node whose server API is enabled (the
+/// script publishes through it, as a backend would).
+async fn run_uni_sse() -> Result<()> {
+    let (program, _, dir) = Sdk::Js.command()?;
+    let config = format!("{CONFIG}\n[http_api]\nkey = \"{API_KEY}\"\n");
+    let node = TestNode::start(&config)
+        .await
+        .context("starting the Starling node")?;
+    let env = vec![
+        ("STARLING_HTTP_URL", format!("http://{}", node.http_addr)),
+        ("STARLING_API_URL", format!("http://{}/api", node.http_addr)),
+        ("STARLING_API_KEY", API_KEY.to_owned()),
+        ("STARLING_HMAC_SECRET", SECRET.to_owned()),
+        (
+            "STARLING_CHANNEL_PREFIX",
+            format!("interop-uni-sse-{}", std::process::id()),
+        ),
+    ];
+    let outcome = run_child("js uni_sse", &program, "uni_sse.mjs", &dir, env).await;
+    node.stop().await;
+    let (status, output) = outcome?;
+    if !status.success() {
+        bail!("uni_sse script failed ({status}); its output:\n{output}");
+    }
+    Ok(())
+}
+
 /// Runs `script` with `env` (plus alice's token) and collects its output.
 async fn run_child(
     tag: &str,
@@ -289,4 +351,24 @@ async fn js_protobuf() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_cent_api() -> Result<()> {
     run_cent_api().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_http_stream_json() -> Result<()> {
+    run_fallback("http_stream", Encoding::Json).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_http_stream_protobuf() -> Result<()> {
+    run_fallback("http_stream", Encoding::Protobuf).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_sse_json() -> Result<()> {
+    run_fallback("sse", Encoding::Json).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_uni_sse_resumes_after_drop() -> Result<()> {
+    run_uni_sse().await
 }

@@ -28,10 +28,13 @@ pub struct ClientBuilder {
     request: ConnectRequest,
     headers: Vec<(String, String)>,
     answer_pings: bool,
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl ClientBuilder {
-    /// A builder for `url` (`ws://host:port/connection/websocket`), JSON
+    /// A builder for `url` (`ws://host:port/connection/websocket`, or `wss://` with the
+    /// `tls` feature and [`ClientBuilder::tls_config`]), JSON
     /// encoding, no token, answering server pings.
     pub fn new(url: impl Into<String>) -> ClientBuilder {
         ClientBuilder {
@@ -44,7 +47,18 @@ impl ClientBuilder {
             },
             headers: Vec::new(),
             answer_pings: true,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
+    }
+
+    /// TLS settings for a `wss://` URL (feature `tls`): which roots to trust, client
+    /// certificates. Build the configuration on rustls' ring provider; a `wss://` URL without
+    /// one fails to connect, as no roots are trusted by default.
+    #[cfg(feature = "tls")]
+    pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> ClientBuilder {
+        self.tls = Some(config);
+        self
     }
 
     /// Wire encoding; Protobuf requests the `centrifuge-protobuf` subprotocol.
@@ -128,6 +142,14 @@ impl ClientBuilder {
                 HeaderValue::try_from(value.as_str()).map_err(|err| connect_error(err.into()))?;
             headers.append(name, value);
         }
+        #[cfg(feature = "tls")]
+        let (socket, _response) = {
+            let connector = self.tls.clone().map(tokio_tungstenite::Connector::Rustls);
+            tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector)
+                .await
+                .map_err(connect_error)?
+        };
+        #[cfg(not(feature = "tls"))]
         let (socket, _response) = tokio_tungstenite::connect_async(request)
             .await
             .map_err(connect_error)?;

@@ -7,6 +7,9 @@
 //! are answered (unless turned off), and the close code and reason are kept
 //! for [`Client::close_reason`] and for the errors of later calls.
 //!
+//! Feature `tls`: `wss://` URLs, with a rustls client configuration given to
+//! [`ClientBuilder::tls_config`](crate::ClientBuilder).
+//!
 //! # Layout
 //! - `client` — [`Client`] and [`ClientBuilder`].
 //! - `task` — the connection task behind a `Client`.

@@ -26,6 +26,9 @@ pub struct Config {
     pub websocket: WebSocketConfig,
     /// `[http_api]`: the server HTTP API under `/api` (Centrifugo v6 key names).
     pub http_api: HttpApiConfig,
+    /// `[http_server]`: the client plane's HTTP server: TLS (Centrifugo v6 key names) and
+    /// the header read timeout (Starling's own).
+    pub http_server: HttpServerConfig,
     /// `[channel]`: channel names and per-namespace options (Centrifugo v6 key names).
     pub channel: ChannelConfig,
 }
@@ -279,6 +282,43 @@ impl Default for HttpApiConfig {
             max_request_body_size: 1_048_576,
         }
     }
+}
+
+/// `[http_server]`: how the client plane's HTTP server treats connections.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpServerConfig {
+    /// Time a connection gets to send a complete request head (and to finish the TLS
+    /// handshake); also how long an idle keep-alive connection stays open. A client that is
+    /// slower is disconnected (Starling's own key; Go's `ReadHeaderTimeout`).
+    pub read_header_timeout: GoDuration,
+    /// `[http_server.tls]`: TLS on the client plane (Centrifugo v6 `http_server.tls`).
+    pub tls: HttpServerTlsConfig,
+}
+
+impl Default for HttpServerConfig {
+    fn default() -> Self {
+        HttpServerConfig {
+            read_header_timeout: GoDuration::from_secs(10),
+            tls: HttpServerTlsConfig::default(),
+        }
+    }
+}
+
+/// `[http_server.tls]`: serve `wss://` and `https://` instead of `ws://` and `http://`.
+///
+/// `cert_pem` and `key_pem` take, like Centrifugo v6's PEM values, either a path to a PEM
+/// file or the PEM text itself (anything containing `-----BEGIN`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpServerTlsConfig {
+    /// Serve the client plane over TLS.
+    pub enabled: bool,
+    /// Certificate chain, leaf first: a PEM file path or PEM text.
+    pub cert_pem: String,
+    /// Private key (PKCS#8, PKCS#1 or SEC1) of the leaf certificate: a PEM file path or PEM
+    /// text.
+    pub key_pem: String,
 }
 
 /// `[channel]`: channel name rules and per-namespace options (Centrifugo v6 `channel` keys).

@@ -1,7 +1,8 @@
 //! Starling's configuration: one struct tree with its defaults, read from an embedded
 //! default file, a TOML file and `STARLING_*` environment variables, then validated.
 //!
-//! The `client`, `websocket`, `http_api` and `channel` sections use Centrifugo v6 key names so existing
+//! The `client`, `websocket`, `http_api`, `http_server.tls` and `channel` sections use Centrifugo v6
+//! key names so existing
 //! Centrifugo configs carry over; `node` and `log` are Starling's own. Unknown keys stop
 //! start-up. See `docs/configuration.md` for every key.
 //!
@@ -34,8 +35,8 @@ mod validate;
 pub use channel::{ChannelRules, ResolvedChannel};
 pub use config::{
     ChannelConfig, ChannelNamespace, ChannelOptions, ClientConfig, Config, HttpApiConfig,
-    LogConfig, LogFormat, NodeConfig, PersonalChannelConfig, SubscriptionTokenConfig, TokenConfig,
-    WebSocketConfig,
+    HttpServerConfig, HttpServerTlsConfig, LogConfig, LogFormat, NodeConfig, PersonalChannelConfig,
+    SubscriptionTokenConfig, TokenConfig, WebSocketConfig,
 };
 pub use duration::GoDuration;
 pub use error::{ChannelError, ConfigError};

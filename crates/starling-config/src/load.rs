@@ -368,6 +368,13 @@ allow_history_for_subscriber = true
         assert_eq!(c.websocket.write_buffer_size, 0);
         assert_eq!(c.http_api.key, "");
         assert_eq!(c.http_api.max_request_body_size, 1_048_576);
+        assert_eq!(
+            c.http_server.read_header_timeout.get(),
+            Duration::from_secs(10)
+        );
+        assert!(!c.http_server.tls.enabled);
+        assert_eq!(c.http_server.tls.cert_pem, "");
+        assert_eq!(c.http_server.tls.key_pem, "");
         assert_eq!(c.channel.max_length, 255);
         assert_eq!(c.channel.private_prefix, "$");
         assert_eq!(c.channel.namespace_boundary, ":");
@@ -540,6 +547,29 @@ allow_history_for_subscriber = true
         assert_eq!(c.http_api.key, "k1");
         let c = load_env(&[("STARLING_HTTP_API_KEY", "k2")]).unwrap();
         assert_eq!(c.http_api.key, "k2");
+    }
+
+    #[test]
+    fn tls_is_read_from_file_and_env_with_v6_names() {
+        let c = Config::from_toml_str(
+            "[http_server.tls]\nenabled = true\ncert_pem = \"server.crt\"\nkey_pem = \"server.key\"\n",
+        )
+        .unwrap();
+        assert!(c.http_server.tls.enabled);
+        assert_eq!(c.http_server.tls.cert_pem, "server.crt");
+        assert_eq!(c.http_server.tls.key_pem, "server.key");
+        let c = load_env(&[
+            ("STARLING_HTTP_SERVER_TLS_ENABLED", "true"),
+            ("STARLING_HTTP_SERVER_TLS_CERT_PEM", "/etc/starling/tls.crt"),
+            ("STARLING_HTTP_SERVER_READ_HEADER_TIMEOUT", "3s"),
+        ])
+        .unwrap();
+        assert!(c.http_server.tls.enabled);
+        assert_eq!(c.http_server.tls.cert_pem, "/etc/starling/tls.crt");
+        assert_eq!(
+            c.http_server.read_header_timeout.get(),
+            Duration::from_secs(3)
+        );
     }
 
     #[test]

@@ -56,6 +56,7 @@ impl Config {
             ));
         }
 
+        self.validate_http_server()?;
         self.validate_channel()?;
 
         let personal = &client.subscribe_to_user_personal_channel;
@@ -78,6 +79,36 @@ impl Config {
                 quoted(&personal.personal_channel_namespace),
                 "no namespace of that name is defined in [[channel.namespaces]]",
             ));
+        }
+        Ok(())
+    }
+
+    fn validate_http_server(&self) -> Result<(), ConfigError> {
+        let server = &self.http_server;
+        if server.read_header_timeout.is_zero() {
+            return Err(invalid(
+                "http_server.read_header_timeout",
+                quoted(&server.read_header_timeout),
+                "must be greater than zero",
+            ));
+        }
+        // Whether the files exist and hold a usable certificate is checked when the server
+        // starts (the gateway loads them); here only that TLS has something to load.
+        if server.tls.enabled {
+            if server.tls.cert_pem.trim().is_empty() {
+                return Err(invalid(
+                    "http_server.tls.cert_pem",
+                    quoted(&server.tls.cert_pem),
+                    "must name a PEM file (or hold PEM text) when http_server.tls.enabled is true",
+                ));
+            }
+            if server.tls.key_pem.trim().is_empty() {
+                return Err(invalid(
+                    "http_server.tls.key_pem",
+                    quoted(&server.tls.key_pem),
+                    "must name a PEM file (or hold PEM text) when http_server.tls.enabled is true",
+                ));
+            }
         }
         Ok(())
     }
@@ -243,6 +274,33 @@ mod tests {
             e.contains("client.ping_interval") && e.contains("\"0s\""),
             "{e}"
         );
+    }
+
+    #[test]
+    fn zero_read_header_timeout_is_rejected() {
+        let mut c = Config::default();
+        c.http_server.read_header_timeout = GoDuration::ZERO;
+        assert!(err_of(&c).contains("http_server.read_header_timeout"));
+    }
+
+    #[test]
+    fn tls_without_certificate_or_key_is_rejected() {
+        let mut c = Config::default();
+        c.http_server.tls.enabled = true;
+        c.http_server.tls.key_pem = "server.key".to_owned();
+        assert!(err_of(&c).contains("http_server.tls.cert_pem"));
+        c.http_server.tls.cert_pem = "server.crt".to_owned();
+        c.http_server.tls.key_pem = String::new();
+        assert!(err_of(&c).contains("http_server.tls.key_pem"));
+        c.http_server.tls.key_pem = "server.key".to_owned();
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn disabled_tls_needs_no_files() {
+        let mut c = Config::default();
+        c.http_server.tls.cert_pem = String::new();
+        assert!(c.validate().is_ok());
     }
 
     #[test]

@@ -9,12 +9,15 @@ use std::net::SocketAddr;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
-use axum::response::Response;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use starling_node::{Close, ConnectionHandle, Node, NodeError};
 use starling_protocol::{DisconnectCode, Encoding, FrameBuilder, PROTOBUF_SUBPROTOCOL};
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tracing::{debug, info, warn};
+
+use crate::stream::check_handshake;
 
 /// WebSocket close code for a message over `websocket.message_size_limit` (RFC 6455 1009,
 /// which is what Centrifugo's WebSocket library sends too).
@@ -26,8 +29,12 @@ const DEFAULT_READ_BUFFER: usize = 4096;
 pub(crate) async fn websocket(
     State(node): State<Node>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    if let Err(error) = check_handshake(&node, &headers) {
+        return error.into_response();
+    }
     let ws = &node.config().websocket;
     let limit = ws.message_size_limit;
     let read_buffer = if ws.read_buffer_size == 0 {

@@ -31,6 +31,7 @@ use crate::node::Node;
 use crate::outbound::{Close, Outbound};
 use crate::room_actor::{Announce, SubscribeParams, Subscriber};
 use crate::server_api::{ExpiryUpdate, ServerSubscription};
+use crate::transport::TransportMode;
 
 /// Most commands one transport message may carry; more is a bad request.
 const MAX_COMMANDS_PER_FRAME: usize = 256;
@@ -85,6 +86,7 @@ pub(crate) struct ConnectionArgs {
     pub(crate) encoding: Encoding,
     pub(crate) outbound: Outbound,
     pub(crate) remote: Option<SocketAddr>,
+    pub(crate) mode: TransportMode,
 }
 
 pub(crate) struct ConnectionState {
@@ -93,7 +95,10 @@ pub(crate) struct ConnectionState {
     encoding: Encoding,
     outbound: Outbound,
     remote: Option<SocketAddr>,
+    mode: TransportMode,
     session: Option<Session>,
+    /// Emulation session id, handed out in the connect reply and registered with the node.
+    emulation_session: Option<Arc<str>>,
     awaiting_pong: bool,
     ping_seq: u64,
 }
@@ -131,7 +136,9 @@ impl Actor for ConnectionActor {
             encoding: args.encoding,
             outbound: args.outbound,
             remote: args.remote,
+            mode: args.mode,
             session: None,
+            emulation_session: None,
             awaiting_pong: false,
             ping_seq: 0,
         })
@@ -145,6 +152,9 @@ impl Actor for ConnectionActor {
         state.leave_all_rooms();
         if let Some(session) = &state.session {
             state.node.unindex_user(&session.user, &state.client_id);
+        }
+        if let Some(session) = &state.emulation_session {
+            state.node.forget_session(session);
         }
         // Make sure the transport ends too when the actor is the one going first.
         state
@@ -198,6 +208,7 @@ impl ConnectionState {
         if self.outbound.is_closing() {
             return;
         }
+        self.node.metrics().bytes_in(frame.len());
         let commands = match decode_commands_limited(self.encoding, &frame, MAX_COMMANDS_PER_FRAME)
         {
             Ok(commands) => commands,
@@ -212,6 +223,8 @@ impl ConnectionState {
         };
         for command in commands {
             let id = command.id;
+            let method = command.method();
+            let started = tokio::time::Instant::now();
             match self.on_command(myself, command).await {
                 Ok(Some(reply)) => self.send_reply(reply),
                 Ok(None) => {}
@@ -224,6 +237,7 @@ impl ConnectionState {
                     self.disconnect(myself, code);
                 }
             }
+            self.node.metrics().command_done(method, started.elapsed());
             if self.outbound.is_closing() {
                 break;
             }
@@ -391,7 +405,7 @@ impl ConnectionState {
         }
         let mut subs = std::collections::BTreeMap::new();
         for channel in server_channels {
-            let recover = request.subs.get(&channel).cloned().unwrap_or_default();
+            let recover = self.server_recovery(&request, &channel);
             match self.server_subscribe(&channel, recover).await {
                 Ok(result) => {
                     subs.insert(channel, result);
@@ -403,6 +417,14 @@ impl ConnectionState {
         }
 
         let ping = config.client.ping_interval.0;
+        let session = if matches!(self.mode, TransportMode::Emulation) {
+            let session: Arc<str> = crate::node::new_client_id().into();
+            self.node.register_session(session.clone(), myself.clone());
+            self.emulation_session = Some(session.clone());
+            session.to_string()
+        } else {
+            String::new()
+        };
         let result = ConnectResult {
             client: self.client_id.to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -410,7 +432,8 @@ impl ConnectionState {
             ttl: expires_at.map_or(0, |exp| ttl_secs(exp, now)),
             subs,
             ping: u32::try_from(ping.as_secs()).unwrap_or(u32::MAX),
-            pong: true,
+            pong: self.mode.answers_pings(),
+            session,
             node: self.node.name().to_string(),
             time: if config.client.connect_include_server_time {
                 crate::clock::unix_now_ms()
@@ -436,6 +459,31 @@ impl ConnectionState {
             schedule_at(myself, exp, now, || ConnectionMsg::ExpiryCheck);
         }
         Ok(())
+    }
+
+    /// What a server-side subscription made at connect recovers from: for a unidirectional
+    /// connection the position its transport resumes from (fresher than anything in the
+    /// connect request, which a browser repeats unchanged on every reconnect), else the
+    /// request's `subs` entry. Unidirectional clients cannot ask per channel, so their
+    /// subscriptions are recoverable wherever the namespace allows recovery.
+    fn server_recovery(&self, request: &ConnectRequest, channel: &str) -> SubscribeRequest {
+        let explicit = request.subs.get(channel).cloned();
+        let TransportMode::Unidirectional(resume) = &self.mode else {
+            return explicit.unwrap_or_default();
+        };
+        match resume.position(channel) {
+            Some(position) => SubscribeRequest {
+                recover: true,
+                offset: position.offset,
+                epoch: position.epoch,
+                recoverable: true,
+                ..SubscribeRequest::default()
+            },
+            None => SubscribeRequest {
+                recoverable: true,
+                ..explicit.unwrap_or_default()
+            },
+        }
     }
 
     fn refresh(
@@ -951,6 +999,12 @@ impl ConnectionState {
         }
         // Protocol v2 server ping: an empty reply. The client answers with an empty command.
         self.send_reply(Reply::default());
+        if !self.mode.answers_pings() {
+            // A unidirectional client cannot answer; the ping only keeps intermediaries from
+            // closing an idle stream, and a dead peer shows up as a failed write.
+            self.schedule_ping(myself, self.node.config().client.ping_interval.0);
+            return;
+        }
         self.awaiting_pong = true;
         self.ping_seq += 1;
         let seq = self.ping_seq;

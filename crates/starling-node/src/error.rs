@@ -40,6 +40,11 @@ pub enum NodeError {
         /// The runtime's reason.
         reason: String,
     },
+    /// An emulation request names a session this node does not hold (never opened here, or
+    /// already closed). The id itself is left out: it is the credential that lets a request
+    /// drive the connection, so it stays out of logs.
+    #[error("no emulation session with that id on this node")]
+    UnknownSession,
     /// Token key material in the configuration is unusable.
     #[error("{key}: {source}")]
     TokenKeys {
@@ -79,6 +84,7 @@ impl From<NodeError> for CommandError {
             NodeError::RoomTimeout { .. }
             | NodeError::RoomUnavailable { .. }
             | NodeError::Spawn { .. }
+            | NodeError::UnknownSession
             | NodeError::TokenKeys { .. } => CommandError::Reply(ErrorCode::Internal),
         }
     }

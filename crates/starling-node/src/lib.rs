@@ -1,9 +1,10 @@
 //! The Starling node runtime: the actors that hold rooms and client connections, and the
 //! [`Node`] handle that ties them together.
 //!
-//! The runtime is transport-independent. A transport (the WebSocket endpoint in
-//! `starling-gateway`, later SSE and HTTP-streaming) calls [`Node::open_connection`], feeds
-//! every inbound message to the returned [`ConnectionHandle`] and writes whatever
+//! The runtime is transport-independent. A transport (WebSocket, HTTP-streaming, SSE and
+//! unidirectional SSE in `starling-gateway`) calls [`Node::open_connection_with`] with its
+//! [`TransportMode`], feeds every inbound message to the returned [`ConnectionHandle`] (or, for
+//! bidirectional emulation, through [`Node::emulate`]) and writes whatever
 //! [`Outbound::next_batch`] yields.
 //!
 //! Layout:
@@ -14,6 +15,7 @@
 //! - `server_api` — what the server HTTP API does to the node: per-user subscribe,
 //!   unsubscribe, disconnect and refresh ([`UserConnections`]), history removal, the channel
 //!   list and [`NodeInfo`].
+//! - `transport` — [`TransportMode`] and [`Resume`]: what differs between transports.
 //! - `metrics` — [`Metrics`] counters.
 //! - `error` — [`NodeError`] and the mapping to protocol codes.
 //! - `clock` — the only reads of the system clock.
@@ -26,6 +28,7 @@ mod node;
 mod outbound;
 mod room_actor;
 mod server_api;
+mod transport;
 
 pub use error::NodeError;
 pub use metrics::{Metrics, MetricsSnapshot};
@@ -36,6 +39,7 @@ pub use server_api::{
     default_api_disconnect,
 };
 pub use starling_room::{HistoryPage, HistoryQuery, PresenceStats, RoomError};
+pub use transport::{Resume, TransportMode};
 
 /// Lets a timer task run on its own. ractor's `send_after` returns the task's handle; timers
 /// here are never cancelled — a timer that fires for a stopped actor is simply discarded, and a

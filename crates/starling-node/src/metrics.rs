@@ -1,6 +1,58 @@
-//! Node counters. Plain atomics: cheap on hot paths, read by `/metrics` and by tests.
+//! Node counters. Plain atomics on hot paths, read by `/metrics` (Prometheus text format,
+//! [`Metrics::render_prometheus`]) and by tests ([`Metrics::snapshot`]).
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use starling_protocol::Method;
+
+/// Upper bounds (seconds) of the command latency histogram buckets. Commands answered by the
+/// connection alone take microseconds; those that call a room take one actor round trip.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+];
+
+/// The methods that get a latency histogram, in exposition order.
+const METHODS: [Method; 12] = [
+    Method::Connect,
+    Method::Subscribe,
+    Method::Unsubscribe,
+    Method::Publish,
+    Method::Presence,
+    Method::PresenceStats,
+    Method::History,
+    Method::Ping,
+    Method::Refresh,
+    Method::SubRefresh,
+    Method::Rpc,
+    Method::Send,
+];
+
+/// A fixed-bucket latency histogram with atomic counters.
+#[derive(Debug, Default)]
+struct Histogram {
+    /// Cumulative-free counts per bucket; the last slot is `+Inf`.
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        let slot = LATENCY_BUCKETS
+            .iter()
+            .position(|bound| secs <= *bound)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[slot].fetch_add(1, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Relaxed);
+    }
+}
 
 /// Counters and gauges of one node.
 #[derive(Debug, Default)]
@@ -15,6 +67,11 @@ pub struct Metrics {
     push_encodings: AtomicU64,
     slow_consumer_disconnects: AtomicU64,
     errors: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    /// Error replies and disconnects by code. Not a hot path: only failures take the lock.
+    errors_by_code: Mutex<BTreeMap<u32, u64>>,
+    command_latency: [Histogram; METHODS.len()],
 }
 
 /// A point-in-time copy of [`Metrics`].
@@ -41,6 +98,10 @@ pub struct MetricsSnapshot {
     pub slow_consumer_disconnects: u64,
     /// Error replies and error disconnects sent.
     pub errors: u64,
+    /// Bytes of client messages received (all transports).
+    pub bytes_in: u64,
+    /// Bytes handed to client transports for writing (all transports).
+    pub bytes_out: u64,
 }
 
 impl Metrics {
@@ -57,6 +118,8 @@ impl Metrics {
             push_encodings: self.push_encodings.load(Relaxed),
             slow_consumer_disconnects: self.slow_consumer_disconnects.load(Relaxed),
             errors: self.errors.load(Relaxed),
+            bytes_in: self.bytes_in.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
         }
     }
 
@@ -110,7 +173,175 @@ impl Metrics {
         self.slow_consumer_disconnects.fetch_add(1, Relaxed);
     }
 
-    pub(crate) fn error_code(&self, _code: u32) {
+    pub(crate) fn error_code(&self, code: u32) {
         self.errors.fetch_add(1, Relaxed);
+        let mut by_code = self
+            .errors_by_code
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *by_code.entry(code).or_insert(0) += 1;
+    }
+
+    pub(crate) fn bytes_in(&self, n: usize) {
+        self.bytes_in.fetch_add(n as u64, Relaxed);
+    }
+
+    pub(crate) fn bytes_out(&self, n: usize) {
+        self.bytes_out.fetch_add(n as u64, Relaxed);
+    }
+
+    pub(crate) fn command_done(&self, method: Method, elapsed: Duration) {
+        if let Some(i) = METHODS.iter().position(|m| *m == method) {
+            self.command_latency[i].observe(elapsed);
+        }
+    }
+
+    /// Error replies and disconnects sent, by protocol code.
+    pub fn errors_by_code(&self) -> BTreeMap<u32, u64> {
+        self.errors_by_code
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// All metrics in the Prometheus text exposition format (version 0.0.4).
+    pub fn render_prometheus(&self) -> String {
+        let s = self.snapshot();
+        let mut out = String::with_capacity(4096);
+        let gauges = [
+            (
+                "starling_connections",
+                "Open client connections.",
+                s.connections,
+            ),
+            (
+                "starling_subscriptions",
+                "Live subscriptions (connection x room).",
+                s.subscriptions,
+            ),
+            ("starling_rooms", "Live room actors on this node.", s.rooms),
+            (
+                "starling_channels",
+                "Rooms with at least one subscriber.",
+                s.channels,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
+        let counters = [
+            (
+                "starling_connections_total",
+                "Client connections opened.",
+                s.connections_total,
+            ),
+            (
+                "starling_publications_in_total",
+                "Publications accepted by rooms.",
+                s.publications_in,
+            ),
+            (
+                "starling_publications_out_total",
+                "Publication, join and leave pushes queued to connections.",
+                s.publications_out,
+            ),
+            (
+                "starling_push_encodings_total",
+                "Pushes encoded for fan-out (one per encoding in use).",
+                s.push_encodings,
+            ),
+            (
+                "starling_slow_consumer_disconnects_total",
+                "Connections closed because their outbound queue overflowed (3008).",
+                s.slow_consumer_disconnects,
+            ),
+            (
+                "starling_bytes_in_total",
+                "Bytes of client messages received.",
+                s.bytes_in,
+            ),
+            (
+                "starling_bytes_out_total",
+                "Bytes handed to client transports.",
+                s.bytes_out,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP starling_errors_total Error replies and disconnects sent, by protocol code.\n# TYPE starling_errors_total counter"
+        );
+        for (code, count) in self.errors_by_code() {
+            let _ = writeln!(out, "starling_errors_total{{code=\"{code}\"}} {count}");
+        }
+        let name = "starling_command_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time from decoding a client command to its reply being queued.\n# TYPE {name} histogram"
+        );
+        for (method, histogram) in METHODS.iter().zip(&self.command_latency) {
+            let method = method.as_str();
+            let mut cumulative = 0;
+            for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+                cumulative += histogram.buckets[i].load(Relaxed);
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{method=\"{method}\",le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            let count = histogram.count.load(Relaxed);
+            let sum = histogram.sum_nanos.load(Relaxed) as f64 / 1e9;
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{method=\"{method}\",le=\"+Inf\"}} {count}"
+            );
+            let _ = writeln!(out, "{name}_sum{{method=\"{method}\"}} {sum}");
+            let _ = writeln!(out, "{name}_count{{method=\"{method}\"}} {count}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_has_gauges_errors_and_cumulative_histograms() {
+        let metrics = Metrics::default();
+        metrics.connection_opened();
+        metrics.error_code(103);
+        metrics.error_code(103);
+        metrics.error_code(3501);
+        metrics.command_done(Method::Publish, Duration::from_micros(80));
+        metrics.command_done(Method::Publish, Duration::from_millis(3));
+        metrics.command_done(Method::Publish, Duration::from_secs(2));
+        let text = metrics.render_prometheus();
+        assert!(text.contains("starling_connections 1\n"));
+        assert!(text.contains("starling_errors_total{code=\"103\"} 2\n"));
+        assert!(text.contains("starling_errors_total{code=\"3501\"} 1\n"));
+        assert!(text.contains(
+            "starling_command_duration_seconds_bucket{method=\"publish\",le=\"0.0001\"} 1\n"
+        ));
+        assert!(text.contains(
+            "starling_command_duration_seconds_bucket{method=\"publish\",le=\"0.005\"} 2\n"
+        ));
+        assert!(text.contains(
+            "starling_command_duration_seconds_bucket{method=\"publish\",le=\"+Inf\"} 3\n"
+        ));
+        assert!(text.contains("starling_command_duration_seconds_count{method=\"publish\"} 3\n"));
+        // Every non-comment line is `name{labels} value` with a numeric value.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let value = line.rsplit(' ').next().unwrap_or_default();
+            assert!(value.parse::<f64>().is_ok(), "bad sample line: {line}");
+        }
     }
 }

@@ -32,6 +32,7 @@ use crate::error::NodeError;
 use crate::metrics::Metrics;
 use crate::outbound::Outbound;
 use crate::room_actor::{RoomActor, RoomArgs, RoomMsg, SubscribeParams};
+use crate::transport::TransportMode;
 
 /// How many times a room call is retried when the room stopped between lookup and delivery.
 const ROOM_CALL_ATTEMPTS: usize = 4;
@@ -53,12 +54,15 @@ struct Inner {
     subscription_tokens: TokenVerifier,
     rooms: DashMap<Arc<str>, ActorRef<RoomMsg>>,
     connections: DashMap<Arc<str>, ActorRef<ConnectionMsg>>,
+    /// Emulation session id → connection. Separate from the client id, which other clients see
+    /// in presence: the session id is what authorizes an emulation request.
+    sessions: DashMap<Arc<str>, ActorRef<ConnectionMsg>>,
     /// User id → client ids of its authenticated connections (anonymous ones under `""`).
     users: DashMap<Arc<str>, HashSet<Arc<str>>>,
     /// Random id of this node process, reported by the server API's `info`.
     uid: String,
     started: tokio::time::Instant,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
 }
 
 impl fmt::Debug for Node {
@@ -128,10 +132,11 @@ impl Node {
                 subscription_tokens,
                 rooms: DashMap::new(),
                 connections: DashMap::new(),
+                sessions: DashMap::new(),
                 users: DashMap::new(),
                 uid: new_client_id(),
                 started: tokio::time::Instant::now(),
-                metrics: Metrics::default(),
+                metrics: Arc::new(Metrics::default()),
             }),
         })
     }
@@ -197,25 +202,42 @@ impl Node {
         self.inner.connections.len()
     }
 
-    /// Opens a client connection speaking `encoding`. The transport feeds inbound frames through
-    /// the returned handle and writes what [`Outbound::next_batch`] yields.
+    /// Opens a client connection speaking `encoding` over a full-duplex transport (WebSocket).
+    /// The transport feeds inbound frames through the returned handle and writes what
+    /// [`Outbound::next_batch`] yields.
     pub async fn open_connection(
         &self,
         encoding: Encoding,
         remote: Option<SocketAddr>,
+    ) -> Result<ConnectionHandle, NodeError> {
+        self.open_connection_with(encoding, remote, TransportMode::Bidirectional)
+            .await
+    }
+
+    /// [`Node::open_connection`] for any kind of transport: `mode` says how the client's
+    /// commands reach the connection after the connect.
+    pub async fn open_connection_with(
+        &self,
+        encoding: Encoding,
+        remote: Option<SocketAddr>,
+        mode: TransportMode,
     ) -> Result<ConnectionHandle, NodeError> {
         let limit = self.inner.config.client.connection_limit;
         if limit > 0 && self.inner.connections.len() >= limit {
             return Err(NodeError::ConnectionLimit { limit });
         }
         let client_id: Arc<str> = new_client_id().into();
-        let outbound = Outbound::new(self.inner.config.client.queue_max_size);
+        let outbound = Outbound::with_metrics(
+            self.inner.config.client.queue_max_size,
+            Arc::clone(&self.inner.metrics),
+        );
         let args = ConnectionArgs {
             node: self.clone(),
             client_id: client_id.clone(),
             encoding,
             outbound: outbound.clone(),
             remote,
+            mode,
         };
         let (actor, join) = ractor::Actor::spawn(None, ConnectionActor, args)
             .await
@@ -233,6 +255,31 @@ impl Node {
             actor,
             join,
         })
+    }
+
+    /// Hands one emulation request's commands to the connection holding `session`, in the
+    /// order requests arrive. Only sessions opened on this node are found here; a request for
+    /// another node's session is that node's to take (cross-node routing comes with the
+    /// cluster).
+    pub fn emulate(&self, session: &str, frame: Bytes) -> Result<(), NodeError> {
+        let actor = self
+            .inner
+            .sessions
+            .get(session)
+            .map(|actor| actor.clone())
+            .ok_or(NodeError::UnknownSession)?;
+        actor
+            .send_message(ConnectionMsg::Inbound(frame))
+            .map_err(|_| NodeError::UnknownSession)
+    }
+
+    /// Makes `session` route emulation requests to `actor` (after its connect succeeded).
+    pub(crate) fn register_session(&self, session: Arc<str>, actor: ActorRef<ConnectionMsg>) {
+        self.inner.sessions.insert(session, actor);
+    }
+
+    pub(crate) fn forget_session(&self, session: &str) {
+        self.inner.sessions.remove(session);
     }
 
     pub(crate) fn forget_connection(&self, client_id: &str) {
@@ -470,8 +517,8 @@ fn verifier(key: &'static str, config: &TokenConfig) -> Result<TokenVerifier, No
     TokenVerifier::new(&keys).map_err(|source| NodeError::TokenKeys { key, source })
 }
 
-/// A random UUID v4 string, the form Centrifugo uses for client ids.
-fn new_client_id() -> String {
+/// A random UUID v4 string, the form Centrifugo uses for client and session ids.
+pub(crate) fn new_client_id() -> String {
     let mut b = [0u8; 16];
     rand::rng().fill_bytes(&mut b);
     b[6] = (b[6] & 0x0f) | 0x40;

@@ -14,6 +14,8 @@ use bytes::Bytes;
 use starling_protocol::{Disconnect, DisconnectCode, disconnect_reconnects};
 use tokio::sync::Notify;
 
+use crate::metrics::Metrics;
+
 /// Why a connection's transport is being closed, with the code the client sees.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Close {
@@ -74,6 +76,8 @@ struct Inner {
     state: Mutex<State>,
     notify: Notify,
     max_bytes: usize,
+    /// Where written bytes are counted; `None` in unit tests.
+    metrics: Option<Arc<Metrics>>,
 }
 
 #[derive(Debug, Default)]
@@ -92,6 +96,15 @@ impl Outbound {
     /// A queue that holds at most `max_bytes` of unwritten frames. It starts held: nothing is
     /// written until [`Outbound::release`] puts the connect reply first.
     pub fn new(max_bytes: usize) -> Self {
+        Self::build(max_bytes, None)
+    }
+
+    /// Like [`Outbound::new`], counting the bytes handed to the transport in `metrics`.
+    pub(crate) fn with_metrics(max_bytes: usize, metrics: Arc<Metrics>) -> Self {
+        Self::build(max_bytes, Some(metrics))
+    }
+
+    fn build(max_bytes: usize, metrics: Option<Arc<Metrics>>) -> Self {
         Outbound {
             inner: Arc::new(Inner {
                 state: Mutex::new(State {
@@ -100,6 +113,7 @@ impl Outbound {
                 }),
                 notify: Notify::new(),
                 max_bytes,
+                metrics,
             }),
         }
     }
@@ -185,6 +199,9 @@ impl Outbound {
                 let mut state = self.state();
                 if !state.held && (!state.frames.is_empty() || state.close.is_some()) {
                     let frames: Vec<Bytes> = state.frames.drain(..).collect();
+                    if let Some(metrics) = &self.inner.metrics {
+                        metrics.bytes_out(state.bytes);
+                    }
                     state.bytes = 0;
                     let close = state.close.take();
                     if close.is_some() {

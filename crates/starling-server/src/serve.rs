@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use starling_config::{Config, LogFormat};
+use starling_gateway::ServerTls;
 use starling_node::Node;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
@@ -53,17 +54,30 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} (node.http_addr)"))?;
+    // Loaded before the node starts, so a bad certificate stops start-up with the key named.
+    let tls = if config.http_server.tls.enabled {
+        Some(ServerTls::from_config(&config.http_server.tls)?)
+    } else {
+        None
+    };
     let data_dir = config.node.data_dir.clone();
     let node = Node::new(config)?;
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
     info!(
         version = env!("CARGO_PKG_VERSION"),
         http = %listener.local_addr()?,
+        tls = tls.is_some(),
         data_dir = %data_dir.display(),
-        "starling node started; WebSocket at ws://{}/connection/websocket",
+        "starling node started; WebSocket at {scheme}://{}/connection/websocket",
         listener.local_addr()?
     );
 
-    starling_gateway::serve(listener, node.clone(), shutdown_signal()).await?;
+    match tls {
+        Some(tls) => {
+            starling_gateway::serve_tls(listener, node.clone(), tls, shutdown_signal()).await?;
+        }
+        None => starling_gateway::serve(listener, node.clone(), shutdown_signal()).await?,
+    }
     info!("shutting down: disconnecting clients");
     node.shutdown(SHUTDOWN_GRACE).await;
     info!("stopped");
