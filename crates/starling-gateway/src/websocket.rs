@@ -22,6 +22,9 @@ use crate::stream::check_handshake;
 /// WebSocket close code for a message over `websocket.message_size_limit` (RFC 6455 1009,
 /// which is what Centrifugo's WebSocket library sends too).
 const CLOSE_MESSAGE_TOO_BIG: u16 = 1009;
+/// WebSocket close code for a text message that is not UTF-8 (RFC 6455 1007, "invalid frame
+/// payload data").
+const CLOSE_INVALID_PAYLOAD: u16 = 1007;
 /// Read buffer when `websocket.read_buffer_size` is 0: small, because most connections are
 /// idle most of the time and tungstenite grows the buffer for larger messages.
 const DEFAULT_READ_BUFFER: usize = 4096;
@@ -108,6 +111,15 @@ async fn pump(socket: &mut WebSocket, handle: &ConnectionHandle, encoding: Encod
                                 .send(Message::Close(Some(CloseFrame {
                                     code: CLOSE_MESSAGE_TOO_BIG,
                                     reason: Utf8Bytes::from_static("message too big"),
+                                })))
+                                .await;
+                        }
+                        Some(WsError::Utf8(reason)) => {
+                            info!(client = %handle.client_id, %reason, "text frame is not UTF-8");
+                            let _ = socket
+                                .send(Message::Close(Some(CloseFrame {
+                                    code: CLOSE_INVALID_PAYLOAD,
+                                    reason: Utf8Bytes::from_static("invalid UTF-8"),
                                 })))
                                 .await;
                         }
