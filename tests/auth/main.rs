@@ -228,7 +228,11 @@ async fn personal_channel_and_token_channels_are_server_side_subscriptions() -> 
 
 #[tokio::test]
 async fn unrefreshed_token_expiry_disconnects_and_refresh_keeps_connection() -> anyhow::Result<()> {
-    let node = auth_node().await?;
+    // No grace after expiry (client.expired_close_delay), so the test does not wait out the
+    // 25 s default.
+    let mut config = Config::from_toml_str(&format!("{BASE_CONFIG}{AUTH_CONFIG}"))?;
+    config.client.expired_close_delay = starling_config::GoDuration::ZERO;
+    let node = TestNode::start_with(&mut config).await?;
     let soon = unix_now() + 2;
     let (lapsing, connected) = Client::builder(node.ws_url())
         .token(hs256_token(SECRET, "alice", Some(soon)))

@@ -250,3 +250,140 @@ async fn shutdown_tells_clients_to_reconnect() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn per_ip_limit_refuses_with_3504_until_a_slot_frees() -> anyhow::Result<()> {
+    let mut config = Config::from_toml_str(BASE_CONFIG)?;
+    config.client.connection_limit_per_ip = 2;
+    let node = TestNode::start_with(&mut config).await?;
+    let (first, _) = connect_as(&node, "a", Encoding::Json).await?;
+    let (_second, _) = connect_as(&node, "b", Encoding::Json).await?;
+    let third = Client::builder(node.ws_url()).open().await?;
+    let close = tokio::time::timeout(WAIT, third.closed()).await?;
+    assert_eq!(close.code, 3504, "{close}");
+    assert_eq!(node.node.metrics().errors_by_code().get(&3504), Some(&1));
+    first.close().await;
+    assert!(eventually(WAIT, || async { node.node.connection_count() == 1 }).await);
+    connect_as(&node, "c", Encoding::Json).await?;
+    node.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn connection_rate_limit_refuses_with_3013() -> anyhow::Result<()> {
+    let mut config = Config::from_toml_str(BASE_CONFIG)?;
+    config.client.connection_rate_limit = 3;
+    let node = TestNode::start_with(&mut config).await?;
+    let mut codes = Vec::new();
+    let mut clients = Vec::new();
+    for _ in 0..6 {
+        let client = Client::builder(node.ws_url()).open().await?;
+        clients.push(client);
+    }
+    for client in &clients {
+        let code = tokio::time::timeout(std::time::Duration::from_millis(300), client.closed())
+            .await
+            .map(|close| close.code)
+            .unwrap_or(0);
+        codes.push(code);
+    }
+    // A burst of one second's worth (3) is admitted; the rest of the burst is refused with
+    // 3013, which SDKs answer by reconnecting with backoff.
+    let refused = codes.iter().filter(|c| **c == 3013).count();
+    assert!(refused >= 2, "codes {codes:?}");
+    assert!(
+        codes.iter().filter(|c| **c == 0).count() >= 3,
+        "codes {codes:?}"
+    );
+    node.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn command_rate_limit_answers_too_many_requests() -> anyhow::Result<()> {
+    let mut config = Config::from_toml_str(BASE_CONFIG)?;
+    config.client.command_rate_limit = 1;
+    config.client.command_rate_burst = 5;
+    let node = TestNode::start_with(&mut config).await?;
+    let (client, _) = connect_as(&node, "chatty", Encoding::Json).await?;
+    let mut limited = 0;
+    for _ in 0..10 {
+        match client.ping().await {
+            Ok(()) => {}
+            Err(starling_client::ClientError::Reply(error)) => {
+                assert_eq!(error.code, 111);
+                limited += 1;
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+    // The connect command took one token of the burst of 5.
+    assert!(limited >= 5, "{limited} of 10 pings limited");
+    // Limited, not disconnected: pongs still flow and the connection stays.
+    assert!(client.close_reason().is_none());
+    node.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn channel_names_with_whitespace_or_non_ascii_are_bad_requests() -> anyhow::Result<()> {
+    let node = TestNode::start(BASE_CONFIG).await?;
+    let (client, _) = connect_as(&node, "namer", Encoding::Json).await?;
+    for name in ["two words", "caf\u{e9}", "tab\there"] {
+        match client.subscribe(sub(name)).await {
+            Err(starling_client::ClientError::Reply(error)) => {
+                assert_eq!(error.code, 107, "{name:?}")
+            }
+            other => panic!("{name:?}: expected error 107, got {other:?}"),
+        }
+    }
+    client.subscribe(sub("news/2026.11-23_a@b=c")).await?;
+    node.stop().await;
+    Ok(())
+}
+
+/// Cross-Site WebSocket Hijacking: a browser page on another site is refused at the handshake
+/// (HTTP 403); same-origin pages, allowed origins and non-browser clients get through.
+#[tokio::test]
+async fn origin_check_refuses_foreign_pages_at_the_handshake() -> anyhow::Result<()> {
+    async fn handshake_status(node: &TestNode, origin: Option<&str>) -> anyhow::Result<u16> {
+        let mut request = node.ws_url().into_client_request()?;
+        if let Some(origin) = origin {
+            request.headers_mut().insert("origin", origin.parse()?);
+        }
+        Ok(match tokio_tungstenite::connect_async(request).await {
+            Ok(_) => 101,
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                response.status().as_u16()
+            }
+            Err(other) => return Err(other.into()),
+        })
+    }
+
+    // Default (empty list): same-origin only.
+    let node = TestNode::start(BASE_CONFIG).await?;
+    let same = format!("http://{}", node.http_addr);
+    assert_eq!(handshake_status(&node, Some(&same)).await?, 101);
+    assert_eq!(handshake_status(&node, None).await?, 101);
+    assert_eq!(
+        handshake_status(&node, Some("https://evil.example")).await?,
+        403
+    );
+    assert_eq!(node.node.metrics().snapshot().origin_rejections, 1);
+    node.stop().await;
+
+    let mut config = Config::from_toml_str(BASE_CONFIG)?;
+    config.client.allowed_origins = vec!["https://*.good.example".into()];
+    let node = TestNode::start_with(&mut config).await?;
+    assert_eq!(
+        handshake_status(&node, Some("https://app.good.example")).await?,
+        101
+    );
+    assert_eq!(
+        handshake_status(&node, Some("https://good.example.evil")).await?,
+        403
+    );
+    assert_still_serving(&node).await?;
+    node.stop().await;
+    Ok(())
+}

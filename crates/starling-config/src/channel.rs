@@ -163,6 +163,15 @@ fn resolve_with<'a>(
             max: rules.max_length,
         });
     }
+    if let Some((position, character)) = channel
+        .char_indices()
+        .find(|(_, c)| !(c.is_ascii_alphanumeric() || rules.allowed_symbols.contains(*c)))
+    {
+        return Err(ChannelError::InvalidCharacter {
+            character,
+            position,
+        });
+    }
     let unprefixed = if rules.private_prefix.is_empty() {
         channel
     } else {
@@ -289,6 +298,27 @@ mod tests {
                 namespace: "nope".into()
             }
         );
+    }
+
+    #[test]
+    fn whitespace_control_and_non_ascii_characters_are_refused() {
+        let c = config();
+        for (name, character, position) in [
+            ("chat room", ' ', 4),
+            ("chat\nroom", '\n', 4),
+            ("caf\u{e9}", '\u{e9}', 3),
+            ("quote\"d", '"', 5),
+        ] {
+            assert_eq!(
+                c.resolve_channel(name).unwrap_err(),
+                ChannelError::InvalidCharacter {
+                    character,
+                    position
+                },
+                "{name:?}"
+            );
+        }
+        assert!(c.resolve_channel("news/2026.11-23_a@b=c").is_ok());
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub struct NodeConfig {
     pub http_addr: String,
     /// Node name reported to clients in `ConnectResult.node`; empty lets the binary choose.
     pub name: String,
+    /// On SIGTERM/SIGINT: how long clients get, after being told to reconnect elsewhere
+    /// (3001), before the process exits anyway.
+    pub shutdown_grace: GoDuration,
 }
 
 impl Default for NodeConfig {
@@ -54,6 +57,7 @@ impl Default for NodeConfig {
             data_dir: PathBuf::from("./starling-data"),
             http_addr: "127.0.0.1:8000".to_owned(),
             name: String::new(),
+            shutdown_grace: GoDuration::from_secs(10),
         }
     }
 }
@@ -109,6 +113,16 @@ pub struct ClientConfig {
     pub channel_limit: usize,
     /// Client connections this node accepts; 0 = unlimited.
     pub connection_limit: usize,
+    /// Client connections this node accepts from one IP address; 0 = unlimited. Starling's own.
+    pub connection_limit_per_ip: usize,
+    /// New client connections this node accepts per second (token bucket, bursts up to one
+    /// second's worth); 0 = unlimited. Starling's own.
+    pub connection_rate_limit: u32,
+    /// Commands one connection may send per second (token bucket); 0 = unlimited. Starling's
+    /// own. Pongs do not count.
+    pub command_rate_limit: u32,
+    /// Commands one connection may send in a burst above `command_rate_limit`. Starling's own.
+    pub command_rate_burst: u32,
     /// Most publications a client may ask for in one history call.
     pub history_max_publication_limit: usize,
     /// Most publications sent back when a subscription recovers.
@@ -134,6 +148,10 @@ impl Default for ClientConfig {
             queue_max_size: 1_048_576,
             channel_limit: 128,
             connection_limit: 0,
+            connection_limit_per_ip: 0,
+            connection_rate_limit: 0,
+            command_rate_limit: 0,
+            command_rate_burst: 50,
             history_max_publication_limit: 300,
             recovery_max_publication_limit: 300,
             connect_include_server_time: false,
@@ -335,11 +353,18 @@ pub struct ChannelConfig {
     pub user_boundary: String,
     /// Separates user ids in a user-limited channel.
     pub user_separator: String,
+    /// Characters a channel name may hold besides ASCII letters and digits. Whitespace,
+    /// control characters and non-ASCII are never allowed. Starling's own.
+    pub allowed_symbols: String,
     /// `[channel.without_namespace]`: options of channels with no namespace.
     pub without_namespace: ChannelOptions,
     /// `[[channel.namespaces]]`: named namespaces and their options.
     pub namespaces: Vec<ChannelNamespace>,
 }
+
+/// The punctuation allowed in channel names by default: all printable ASCII punctuation except
+/// quotes, backslash, backtick and angle brackets, which tend to break logs, shells and HTML.
+pub const DEFAULT_CHANNEL_SYMBOLS: &str = "!#$%&()*+,-./:;=?@[]^_{|}~";
 
 impl Default for ChannelConfig {
     fn default() -> Self {
@@ -349,6 +374,7 @@ impl Default for ChannelConfig {
             namespace_boundary: ":".to_owned(),
             user_boundary: "#".to_owned(),
             user_separator: ",".to_owned(),
+            allowed_symbols: DEFAULT_CHANNEL_SYMBOLS.to_owned(),
             without_namespace: ChannelOptions::default(),
             namespaces: Vec::new(),
         }

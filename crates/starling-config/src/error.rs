@@ -118,6 +118,16 @@ pub enum ChannelError {
         max: usize,
     },
 
+    /// The channel name holds a character outside ASCII letters, digits and
+    /// `channel.allowed_symbols`.
+    #[error("channel name has {character:?} at byte {position}, which is not allowed")]
+    InvalidCharacter {
+        /// The offending character.
+        character: char,
+        /// Its byte offset in the name.
+        position: usize,
+    },
+
     /// The channel names a namespace that is not configured.
     #[error("channel namespace {namespace:?} is not configured")]
     UnknownNamespace {

@@ -34,9 +34,9 @@ mod validate;
 
 pub use channel::{ChannelRules, ResolvedChannel};
 pub use config::{
-    ChannelConfig, ChannelNamespace, ChannelOptions, ClientConfig, Config, HttpApiConfig,
-    HttpServerConfig, HttpServerTlsConfig, LogConfig, LogFormat, NodeConfig, PersonalChannelConfig,
-    SubscriptionTokenConfig, TokenConfig, WebSocketConfig,
+    ChannelConfig, ChannelNamespace, ChannelOptions, ClientConfig, Config, DEFAULT_CHANNEL_SYMBOLS,
+    HttpApiConfig, HttpServerConfig, HttpServerTlsConfig, LogConfig, LogFormat, NodeConfig,
+    PersonalChannelConfig, SubscriptionTokenConfig, TokenConfig, WebSocketConfig,
 };
 pub use duration::GoDuration;
 pub use error::{ChannelError, ConfigError};

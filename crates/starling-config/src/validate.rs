@@ -10,6 +10,13 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.node.http_socket_addr()?;
 
+        if self.node.shutdown_grace.is_zero() {
+            return Err(invalid(
+                "node.shutdown_grace",
+                quoted(&self.node.shutdown_grace),
+                "must be greater than zero",
+            ));
+        }
         let client = &self.client;
         if client.ping_interval.is_zero() {
             return Err(invalid(
@@ -147,6 +154,21 @@ impl Config {
             }
         }
 
+        // Every mark must itself be a character channel names may hold, or no channel could
+        // use it.
+        for (key, value) in &marks {
+            if value
+                .chars()
+                .any(|c| !(c.is_ascii_alphanumeric() || channel.allowed_symbols.contains(c)))
+            {
+                return Err(ConfigError::InvalidValue {
+                    key: "channel.allowed_symbols".to_owned(),
+                    value: quoted(&channel.allowed_symbols),
+                    reason: mark_not_allowed_reason(key),
+                });
+            }
+        }
+
         validate_options(&channel.without_namespace, "channel.without_namespace")?;
         let mut seen = HashSet::new();
         for (i, ns) in channel.namespaces.iter().enumerate() {
@@ -227,6 +249,15 @@ fn invalid(key: &str, value: String, reason: &'static str) -> ConfigError {
 }
 
 /// A value written as a TOML string, so the error shows exactly what was configured.
+fn mark_not_allowed_reason(key: &str) -> &'static str {
+    match key {
+        "channel.private_prefix" => "must include the characters of channel.private_prefix",
+        "channel.namespace_boundary" => "must include the characters of channel.namespace_boundary",
+        "channel.user_boundary" => "must include the characters of channel.user_boundary",
+        _ => "must include the characters of channel.user_separator",
+    }
+}
+
 fn quoted(value: &impl std::fmt::Display) -> String {
     format!("{:?}", value.to_string())
 }

@@ -13,8 +13,8 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, Method, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
-use starling_node::{Close, Node, NodeError, TransportMode};
-use starling_protocol::{DisconnectCode, Encoding};
+use starling_node::{Close, Node, TransportMode};
+use starling_protocol::Encoding;
 use tracing::{debug, info};
 
 use crate::stream::{
@@ -73,7 +73,7 @@ async fn open(
             info!(%remote, %error, "http_stream connection refused");
             return Ok(streaming_response(
                 content_type,
-                refused_body(framer, &refusal(&error)),
+                refused_body(framer, &error.refusal()),
             ));
         }
     };
@@ -95,14 +95,6 @@ pub(crate) fn request_encoding(headers: &HeaderMap) -> Encoding {
         Encoding::Protobuf
     } else {
         Encoding::Json
-    }
-}
-
-/// The close a refused connection gets, as on WebSocket.
-pub(crate) fn refusal(error: &NodeError) -> Close {
-    match error {
-        NodeError::ConnectionLimit { .. } => DisconnectCode::ConnectionLimit.into(),
-        _ => DisconnectCode::ServerError.into(),
     }
 }
 
@@ -140,7 +132,7 @@ impl Framer for StreamFramer {
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
-    use starling_protocol::{Reply, decode_replies, encode_reply};
+    use starling_protocol::{DisconnectCode, Reply, decode_replies, encode_reply};
 
     #[test]
     fn json_replies_are_newline_terminated_and_close_is_a_disconnect_push() {

@@ -16,6 +16,7 @@
 //! - `emulation` — `/emulation`: client-to-server commands of those two, routed by session id.
 //! - `uni_sse` — `/connection/uni_sse`: pushes only, for plain `EventSource` clients, resumable
 //!   with `Last-Event-ID`; `event_id` is the id format that makes that work.
+//! - `origin` — the `client.allowed_origins` check every handshake passes.
 //! - `metrics` — `/metrics`: the node's counters in Prometheus text format.
 //! - `api` — `/api/{method}`: Centrifugo's server HTTP API (key check, request decoding,
 //!   execution against the node, replies and error codes; channel patterns).
@@ -31,6 +32,7 @@ mod emulation;
 mod event_id;
 mod http_stream;
 mod metrics;
+mod origin;
 mod server;
 mod sse;
 mod stream;

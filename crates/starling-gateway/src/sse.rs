@@ -17,7 +17,6 @@ use starling_node::{Close, Node, TransportMode};
 use starling_protocol::Encoding;
 use tracing::{debug, info};
 
-use crate::http_stream::refusal;
 use crate::stream::{
     Flow, Framer, TransportError, check_handshake, disconnect_push, read_body, refused_body,
     sse_data, stream_connection, streaming_response,
@@ -69,7 +68,7 @@ async fn open(
             info!(%remote, %error, "sse connection refused");
             return Ok(streaming_response(
                 EVENT_STREAM,
-                refused_body(SseFramer, &refusal(&error)),
+                refused_body(SseFramer, &error.refusal()),
             ));
         }
     };

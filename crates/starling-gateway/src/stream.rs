@@ -17,6 +17,8 @@ use starling_protocol::{Disconnect, Encoding, Push, Reply, encode_reply};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use crate::origin::origin_allowed;
+
 /// Why an HTTP transport request was refused before a connection existed. Each maps to one
 /// HTTP status in [`TransportError::status`]; none of them affects the node.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +56,12 @@ pub(crate) enum TransportError {
         /// What is wrong.
         reason: String,
     },
+    /// The `Origin` header is not in `client.allowed_origins` (or not same-origin).
+    #[error("origin {origin:?} is not allowed")]
+    OriginNotAllowed {
+        /// The refused origin (cut to 200 characters for the log).
+        origin: String,
+    },
     /// The emulation request is for a session on another node.
     #[error("emulation request for node {node:?}, which is not this node")]
     UnknownNode {
@@ -73,6 +81,7 @@ impl TransportError {
             | TransportError::MalformedConnect { .. }
             | TransportError::MalformedEmulation { .. } => StatusCode::BAD_REQUEST,
             TransportError::UnknownNode { .. } => StatusCode::NOT_FOUND,
+            TransportError::OriginNotAllowed { .. } => StatusCode::FORBIDDEN,
         }
     }
 }
@@ -94,12 +103,26 @@ impl IntoResponse for TransportError {
     }
 }
 
-/// The hook every client-plane handshake (WebSocket upgrade, HTTP-streaming, SSE, uni-SSE)
-/// passes before a connection is opened. The `client.allowed_origins` check (against
-/// Cross-Site WebSocket Hijacking and its HTTP equivalents) belongs here; until it lands every
-/// origin is accepted.
-pub(crate) fn check_handshake(_node: &Node, _headers: &HeaderMap) -> Result<(), TransportError> {
-    Ok(())
+/// The check every client-plane handshake (WebSocket upgrade, HTTP-streaming, SSE, uni-SSE)
+/// passes before a connection is opened: `client.allowed_origins` (see `origin`).
+pub(crate) fn check_handshake(node: &Node, headers: &HeaderMap) -> Result<(), TransportError> {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    let origin = text(header::ORIGIN);
+    if origin_allowed(
+        origin,
+        text(header::HOST),
+        &node.config().client.allowed_origins,
+    ) {
+        return Ok(());
+    }
+    node.metrics().origin_rejected();
+    Err(TransportError::OriginNotAllowed {
+        origin: origin.unwrap_or_default().chars().take(200).collect(),
+    })
 }
 
 /// Reads a request body of at most `limit` bytes.

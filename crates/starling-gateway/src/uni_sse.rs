@@ -32,7 +32,6 @@ use starling_protocol::{
 use tracing::{debug, info, warn};
 
 use crate::event_id::{self, channel_digest};
-use crate::http_stream::refusal;
 use crate::sse::{ConnectParam, EVENT_STREAM, connect_data};
 use crate::stream::{
     Flow, Framer, TransportError, check_handshake, disconnect_of, refused_body, sse_data,
@@ -95,7 +94,7 @@ async fn open(
             info!(%remote, %error, "uni_sse connection refused");
             return Ok(streaming_response(
                 EVENT_STREAM,
-                refused_body(UniSseFramer::default(), &refusal(&error)),
+                refused_body(UniSseFramer::default(), &error.refusal()),
             ));
         }
     };

@@ -12,8 +12,8 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use starling_node::{Close, ConnectionHandle, Node, NodeError};
-use starling_protocol::{DisconnectCode, Encoding, FrameBuilder, PROTOBUF_SUBPROTOCOL};
+use starling_node::{Close, ConnectionHandle, Node};
+use starling_protocol::{Encoding, FrameBuilder, PROTOBUF_SUBPROTOCOL};
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tracing::{debug, info, warn};
 
@@ -65,22 +65,18 @@ async fn run_socket(node: Node, mut socket: WebSocket, encoding: Encoding, remot
         Ok(handle) => handle,
         Err(error) => {
             info!(%remote, %error, "connection refused");
-            let close: Close = match error {
-                NodeError::ConnectionLimit { .. } => DisconnectCode::ConnectionLimit.into(),
-                _ => DisconnectCode::ServerError.into(),
-            };
-            let _ = socket.send(close_message(close)).await;
+            let _ = socket.send(close_message(error.refusal())).await;
             return;
         }
     };
     debug!(client = %handle.client_id, %remote, ?encoding, "websocket open");
-    pump(&mut socket, &handle, encoding).await;
+    pump(&node, &mut socket, &handle, encoding).await;
     debug!(client = %handle.client_id, "websocket closed");
     handle.closed().await;
 }
 
 /// Moves messages both ways until either side ends the connection.
-async fn pump(socket: &mut WebSocket, handle: &ConnectionHandle, encoding: Encoding) {
+async fn pump(node: &Node, socket: &mut WebSocket, handle: &ConnectionHandle, encoding: Encoding) {
     loop {
         tokio::select! {
             batch = handle.outbound.next_batch() => {
@@ -107,6 +103,7 @@ async fn pump(socket: &mut WebSocket, handle: &ConnectionHandle, encoding: Encod
                     match inner.downcast_ref::<WsError>() {
                         Some(WsError::Capacity(CapacityError::MessageTooLong { size, max_size })) => {
                             info!(client = %handle.client_id, size, max_size, "message over size limit");
+                            node.metrics().count_close(CLOSE_MESSAGE_TOO_BIG);
                             let _ = socket
                                 .send(Message::Close(Some(CloseFrame {
                                     code: CLOSE_MESSAGE_TOO_BIG,
@@ -116,6 +113,7 @@ async fn pump(socket: &mut WebSocket, handle: &ConnectionHandle, encoding: Encod
                         }
                         Some(WsError::Utf8(reason)) => {
                             info!(client = %handle.client_id, %reason, "text frame is not UTF-8");
+                            node.metrics().count_close(CLOSE_INVALID_PAYLOAD);
                             let _ = socket
                                 .send(Message::Close(Some(CloseFrame {
                                     code: CLOSE_INVALID_PAYLOAD,

@@ -29,6 +29,7 @@ use crate::detach;
 use crate::error::CommandError;
 use crate::node::Node;
 use crate::outbound::{Close, Outbound};
+use crate::rate::TokenBucket;
 use crate::room_actor::{Announce, SubscribeParams, Subscriber};
 use crate::server_api::{ExpiryUpdate, ServerSubscription};
 use crate::transport::TransportMode;
@@ -100,6 +101,8 @@ pub(crate) struct ConnectionState {
     /// Emulation session id, handed out in the connect reply and registered with the node.
     emulation_session: Option<Arc<str>>,
     awaiting_pong: bool,
+    /// `client.command_rate_limit`; `None` when unlimited.
+    command_rate: Option<TokenBucket>,
     ping_seq: u64,
 }
 
@@ -130,6 +133,14 @@ impl Actor for ConnectionActor {
         args: ConnectionArgs,
     ) -> Result<ConnectionState, ActorProcessingErr> {
         detach(myself.send_after(STALE_CLOSE_DELAY, || ConnectionMsg::StaleCheck));
+        let client = &args.node.config().client;
+        let command_rate = (client.command_rate_limit > 0).then(|| {
+            TokenBucket::new(
+                client.command_rate_limit,
+                client.command_rate_burst,
+                tokio::time::Instant::now(),
+            )
+        });
         Ok(ConnectionState {
             node: args.node,
             client_id: args.client_id,
@@ -140,6 +151,7 @@ impl Actor for ConnectionActor {
             session: None,
             emulation_session: None,
             awaiting_pong: false,
+            command_rate,
             ping_seq: 0,
         })
     }
@@ -160,7 +172,7 @@ impl Actor for ConnectionActor {
         state
             .outbound
             .close(DisconnectCode::ConnectionClosed.into(), true);
-        state.node.forget_connection(&state.client_id);
+        state.node.forget_connection(&state.client_id, state.remote);
         Ok(())
     }
 
@@ -225,7 +237,18 @@ impl ConnectionState {
             let id = command.id;
             let method = command.method();
             let started = tokio::time::Instant::now();
-            match self.on_command(myself, command).await {
+            // Pongs answer the server; limiting them would turn a busy client into a dead one.
+            let limited = method != Method::Empty
+                && self
+                    .command_rate
+                    .as_mut()
+                    .is_some_and(|bucket| !bucket.try_take(started));
+            let outcome = if limited {
+                Err(CommandError::Reply(ErrorCode::TooManyRequests))
+            } else {
+                self.on_command(myself, command).await
+            };
+            match outcome {
                 Ok(Some(reply)) => self.send_reply(reply),
                 Ok(None) => {}
                 Err(CommandError::Reply(code)) => {
@@ -456,7 +479,7 @@ impl ConnectionState {
         }
         self.schedule_ping(myself, ping);
         if let Some(exp) = expires_at {
-            schedule_at(myself, exp, now, || ConnectionMsg::ExpiryCheck);
+            schedule_expiry_check(myself, exp, now, &self.node);
         }
         Ok(())
     }
@@ -504,7 +527,7 @@ impl ConnectionState {
         session.expires_at = claims.expires_at();
         let expires_at = session.expires_at;
         if let Some(exp) = expires_at {
-            schedule_at(myself, exp, now, || ConnectionMsg::ExpiryCheck);
+            schedule_expiry_check(myself, exp, now, &self.node);
         }
         Ok(RefreshResult {
             client: self.client_id.to_string(),
@@ -1135,6 +1158,16 @@ fn subscription_token_error(client: &str, error: &TokenError) -> CommandError {
 
 fn ttl_secs(exp: i64, now: i64) -> u32 {
     u32::try_from((exp - now).max(0)).unwrap_or(u32::MAX)
+}
+
+/// Schedules the connection-expiry check `client.expired_close_delay` after `exp`: the grace
+/// an SDK gets to refresh a token that has just run out.
+fn schedule_expiry_check(myself: &ActorRef<ConnectionMsg>, exp: i64, now: i64, node: &Node) {
+    let delay = node.config().client.expired_close_delay.0;
+    let grace = i64::try_from(delay.as_secs()).unwrap_or(i64::MAX);
+    schedule_at(myself, exp.saturating_add(grace), now, || {
+        ConnectionMsg::ExpiryCheck
+    });
 }
 
 /// Schedules `msg` for Unix second `at` (at least a millisecond from now).

@@ -5,6 +5,8 @@ use starling_config::ChannelError;
 use starling_protocol::{DisconnectCode, ErrorCode};
 use starling_room::RoomError;
 
+use crate::outbound::Close;
+
 /// Something the node could not do. Request-level failures; none of these stop the node.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -19,6 +21,20 @@ pub enum NodeError {
     ConnectionLimit {
         /// The configured limit.
         limit: usize,
+    },
+    /// Too many connections from one IP address (`client.connection_limit_per_ip`).
+    #[error("connection limit of {limit} per IP address reached for {ip}")]
+    ConnectionLimitPerIp {
+        /// The configured limit.
+        limit: usize,
+        /// The address at its limit.
+        ip: std::net::IpAddr,
+    },
+    /// New connections arrive faster than `client.connection_rate_limit`.
+    #[error("more than {limit} new connections per second")]
+    ConnectionRate {
+        /// The configured rate.
+        limit: u32,
     },
     /// A room actor did not answer in time.
     #[error("room {room} did not answer in time")]
@@ -78,14 +94,34 @@ impl From<NodeError> for CommandError {
                 CommandError::Reply(ErrorCode::BadRequest)
             }
             NodeError::Room(_) => CommandError::Reply(ErrorCode::Internal),
-            NodeError::ConnectionLimit { .. } => {
+            NodeError::ConnectionLimit { .. } | NodeError::ConnectionLimitPerIp { .. } => {
                 CommandError::Disconnect(DisconnectCode::ConnectionLimit)
+            }
+            NodeError::ConnectionRate { .. } => {
+                CommandError::Disconnect(DisconnectCode::TooManyRequests)
             }
             NodeError::RoomTimeout { .. }
             | NodeError::RoomUnavailable { .. }
             | NodeError::Spawn { .. }
             | NodeError::UnknownSession
             | NodeError::TokenKeys { .. } => CommandError::Reply(ErrorCode::Internal),
+        }
+    }
+}
+
+impl NodeError {
+    /// How a transport closes a connection that [`Node::open_connection`] refused: the one
+    /// place refusals become close codes, for every transport.
+    ///
+    /// [`Node::open_connection`]: crate::Node::open_connection
+    pub fn refusal(&self) -> Close {
+        match self {
+            NodeError::ConnectionLimit { .. } | NodeError::ConnectionLimitPerIp { .. } => {
+                DisconnectCode::ConnectionLimit.into()
+            }
+            // 3013 makes the SDK reconnect with backoff, which is what a rate limit wants.
+            NodeError::ConnectionRate { .. } => DisconnectCode::TooManyRequests.into(),
+            _ => DisconnectCode::ServerError.into(),
         }
     }
 }

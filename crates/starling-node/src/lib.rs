@@ -18,6 +18,7 @@
 //! - `transport` — [`TransportMode`] and [`Resume`]: what differs between transports.
 //! - `metrics` — [`Metrics`] counters.
 //! - `error` — [`NodeError`] and the mapping to protocol codes.
+//! - `rate` — the token bucket behind the connection-rate and command-rate limits.
 //! - `clock` — the only reads of the system clock.
 
 mod clock;
@@ -26,6 +27,7 @@ mod error;
 mod metrics;
 mod node;
 mod outbound;
+mod rate;
 mod room_actor;
 mod server_api;
 mod transport;

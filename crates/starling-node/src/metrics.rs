@@ -69,6 +69,7 @@ pub struct Metrics {
     errors: AtomicU64,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
+    origin_rejections: AtomicU64,
     /// Error replies and disconnects by code. Not a hot path: only failures take the lock.
     errors_by_code: Mutex<BTreeMap<u32, u64>>,
     command_latency: [Histogram; METHODS.len()],
@@ -102,6 +103,8 @@ pub struct MetricsSnapshot {
     pub bytes_in: u64,
     /// Bytes handed to client transports for writing (all transports).
     pub bytes_out: u64,
+    /// Handshakes refused by the `client.allowed_origins` check.
+    pub origin_rejections: u64,
 }
 
 impl Metrics {
@@ -120,6 +123,7 @@ impl Metrics {
             errors: self.errors.load(Relaxed),
             bytes_in: self.bytes_in.load(Relaxed),
             bytes_out: self.bytes_out.load(Relaxed),
+            origin_rejections: self.origin_rejections.load(Relaxed),
         }
     }
 
@@ -188,6 +192,17 @@ impl Metrics {
 
     pub(crate) fn bytes_out(&self, n: usize) {
         self.bytes_out.fetch_add(n as u64, Relaxed);
+    }
+
+    /// Counts a close a transport sends on its own, outside the protocol session (for example
+    /// WebSocket 1009 for an oversized message), under `starling_errors_total{code}`.
+    pub fn count_close(&self, code: u16) {
+        self.error_code(u32::from(code));
+    }
+
+    /// Counts a handshake refused by the origin check (called by the gateway).
+    pub fn origin_rejected(&self) {
+        self.origin_rejections.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn command_done(&self, method: Method, elapsed: Duration) {

@@ -8,8 +8,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -31,6 +31,7 @@ use crate::connection::{ConnectionActor, ConnectionArgs, ConnectionMsg};
 use crate::error::NodeError;
 use crate::metrics::Metrics;
 use crate::outbound::Outbound;
+use crate::rate::TokenBucket;
 use crate::room_actor::{RoomActor, RoomArgs, RoomMsg, SubscribeParams};
 use crate::transport::TransportMode;
 
@@ -63,6 +64,10 @@ struct Inner {
     uid: String,
     started: tokio::time::Instant,
     metrics: Arc<Metrics>,
+    /// Open connections per client IP, for `client.connection_limit_per_ip`.
+    per_ip: DashMap<IpAddr, usize>,
+    /// Admission of new connections, for `client.connection_rate_limit`.
+    connection_rate: Option<Mutex<TokenBucket>>,
 }
 
 impl fmt::Debug for Node {
@@ -123,6 +128,10 @@ impl Node {
         } else {
             config.node.name.clone()
         };
+        let connection_rate = (config.client.connection_rate_limit > 0).then(|| {
+            let rate = config.client.connection_rate_limit;
+            Mutex::new(TokenBucket::new(rate, rate, tokio::time::Instant::now()))
+        });
         Ok(Node {
             inner: Arc::new(Inner {
                 channels: ChannelRules::new(&config),
@@ -137,6 +146,8 @@ impl Node {
                 uid: new_client_id(),
                 started: tokio::time::Instant::now(),
                 metrics: Arc::new(Metrics::default()),
+                per_ip: DashMap::new(),
+                connection_rate,
             }),
         })
     }
@@ -222,9 +233,11 @@ impl Node {
         remote: Option<SocketAddr>,
         mode: TransportMode,
     ) -> Result<ConnectionHandle, NodeError> {
-        let limit = self.inner.config.client.connection_limit;
-        if limit > 0 && self.inner.connections.len() >= limit {
-            return Err(NodeError::ConnectionLimit { limit });
+        if let Err(refused) = self.admit(remote.map(|addr| addr.ip())) {
+            self.inner
+                .metrics
+                .error_code(u32::from(refused.refusal().code));
+            return Err(refused);
         }
         let client_id: Arc<str> = new_client_id().into();
         let outbound = Outbound::with_metrics(
@@ -239,12 +252,16 @@ impl Node {
             remote,
             mode,
         };
-        let (actor, join) = ractor::Actor::spawn(None, ConnectionActor, args)
-            .await
-            .map_err(|error| NodeError::Spawn {
-                what: "connection",
-                reason: error.to_string(),
-            })?;
+        let (actor, join) = match ractor::Actor::spawn(None, ConnectionActor, args).await {
+            Ok(spawned) => spawned,
+            Err(error) => {
+                self.release_ip(remote.map(|addr| addr.ip()));
+                return Err(NodeError::Spawn {
+                    what: "connection",
+                    reason: error.to_string(),
+                });
+            }
+        };
         self.inner
             .connections
             .insert(client_id.clone(), actor.clone());
@@ -282,9 +299,55 @@ impl Node {
         self.inner.sessions.remove(session);
     }
 
-    pub(crate) fn forget_connection(&self, client_id: &str) {
+    pub(crate) fn forget_connection(&self, client_id: &str, remote: Option<SocketAddr>) {
         if self.inner.connections.remove(client_id).is_some() {
             self.inner.metrics.connection_closed();
+            self.release_ip(remote.map(|addr| addr.ip()));
+        }
+    }
+
+    /// Admission control for a new connection from `ip`: the connection rate, the node-wide
+    /// limit and the per-IP limit. On success the connection counts against its IP until
+    /// [`Node::release_ip`].
+    fn admit(&self, ip: Option<IpAddr>) -> Result<(), NodeError> {
+        let client = &self.inner.config.client;
+        if let Some(bucket) = &self.inner.connection_rate {
+            let admitted = bucket
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .try_take(tokio::time::Instant::now());
+            if !admitted {
+                return Err(NodeError::ConnectionRate {
+                    limit: client.connection_rate_limit,
+                });
+            }
+        }
+        let limit = client.connection_limit;
+        if limit > 0 && self.inner.connections.len() >= limit {
+            return Err(NodeError::ConnectionLimit { limit });
+        }
+        let per_ip = client.connection_limit_per_ip;
+        if let Some(ip) = ip.filter(|_| per_ip > 0) {
+            // The entry guard makes check-and-increment atomic per IP; nothing awaits under it.
+            let mut count = self.inner.per_ip.entry(ip).or_insert(0);
+            if *count >= per_ip {
+                return Err(NodeError::ConnectionLimitPerIp { limit: per_ip, ip });
+            }
+            *count += 1;
+        }
+        Ok(())
+    }
+
+    /// Gives back the per-IP slot taken by [`Node::admit`].
+    fn release_ip(&self, ip: Option<IpAddr>) {
+        if self.inner.config.client.connection_limit_per_ip == 0 {
+            return;
+        }
+        if let Some(ip) = ip {
+            self.inner.per_ip.remove_if_mut(&ip, |_, count| {
+                *count = count.saturating_sub(1);
+                *count == 0
+            });
         }
     }
 

@@ -1,8 +1,6 @@
 //! `starling serve`: load configuration, start the node and the client plane, shut down on
 //! SIGINT/SIGTERM.
 
-use std::time::Duration;
-
 use anyhow::Context as _;
 use starling_config::{Config, LogFormat};
 use starling_gateway::ServerTls;
@@ -13,9 +11,6 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::ServeArgs;
 use crate::dev_secret;
-
-/// How long clients get to go after the shutdown disconnect before the process exits.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = Config::load(args.config.as_deref(), starling_config::process_env())?;
@@ -61,6 +56,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         None
     };
     let data_dir = config.node.data_dir.clone();
+    let grace = config.node.shutdown_grace.0;
     let node = Node::new(config)?;
     let scheme = if tls.is_some() { "wss" } else { "ws" };
     info!(
@@ -79,7 +75,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         None => starling_gateway::serve(listener, node.clone(), shutdown_signal()).await?,
     }
     info!("shutting down: disconnecting clients");
-    node.shutdown(SHUTDOWN_GRACE).await;
+    node.shutdown(grace).await;
     info!("stopped");
     Ok(())
 }
