@@ -184,3 +184,28 @@ async fn first_run_with_defaults_serves_tokens_from_gentoken_and_stops_on_sigter
     };
     assert!(exit.success(), "exit status {exit}");
 }
+
+#[test]
+fn json_log_format_writes_one_json_object_per_line() {
+    let data_dir = temp_dir("json-logs");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--http-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(&data_dir)
+        .env_remove("STARLING_CONFIG")
+        .env("STARLING_LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn starling serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines
+        .next()
+        .expect("a log line")
+        .expect("readable log line");
+    let _ = child.kill();
+    let _ = child.wait();
+    let value: serde_json::Value = serde_json::from_str(&first).expect("log line is JSON");
+    assert!(value.get("level").is_some(), "{first}");
+    assert!(value.get("fields").is_some(), "{first}");
+}
