@@ -1,0 +1,177 @@
+//! `loadgen`: Starling's load generator.
+//!
+//! Opens many WebSocket connections speaking Centrifugo's client protocol
+//! (JSON or Protobuf), subscribes them to rooms as a scenario says,
+//! publishes payloads stamped with their send time, and reports delivered
+//! messages/s, end-to-end and publish-ack latency, connects/s, and — given
+//! the server's pid — its CPU time per delivery and memory per connection.
+//! `--workers N` spreads the connections over N child processes (and
+//! 127.0.0.x source addresses) to get past per-process file limits.
+//! See benches/README.md.
+//!
+//! # Layout
+//! - `plan` — scenarios as pure plans: the role of every connection index.
+//! - `conn` — one lean connection: TCP from a source address, handshake,
+//!   `connect` / `subscribe`.
+//! - `worker` — a slice of connections in one process: connect phase,
+//!   publishing, counting.
+//! - `coord` — the coordinator: in-process or child workers, the window,
+//!   the server's /proc samples.
+//! - `report` — aggregation, the table, JSON, medians over runs.
+//! - `hist` — the log-linear latency histogram.
+//! - `payload` — time-stamped payloads.
+//! - `procfs` — CPU ticks and RSS from /proc.
+
+mod conn;
+mod coord;
+#[cfg(test)]
+mod fake;
+mod hist;
+mod payload;
+mod plan;
+mod procfs;
+mod report;
+mod worker;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::plan::Scenario;
+
+/// Load generator for Starling (Centrifugo client protocol v2 over WebSocket).
+#[derive(Debug, Parser)]
+#[command(name = "loadgen", about, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Sub>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Sub {
+    /// Print medians (with min and max) of several `loadgen --json` reports.
+    Median {
+        /// Report files written by `loadgen --json`.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Wire encoding of the generator's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum EncodingArg {
+    /// JSON text frames.
+    Json,
+    /// Protobuf binary frames (subprotocol `centrifuge-protobuf`).
+    Protobuf,
+}
+
+/// Flags of a run. Sizes left unset take the scenario's defaults.
+#[derive(Debug, Clone, Args)]
+struct RunArgs {
+    /// WebSocket endpoint of the node.
+    #[arg(long, default_value = "ws://127.0.0.1:8000/connection/websocket")]
+    url: String,
+    /// Wire encoding.
+    #[arg(long, value_enum, default_value_t = EncodingArg::Json)]
+    encoding: EncodingArg,
+    /// HMAC secret the server checks connection tokens with (HS256).
+    #[arg(long, default_value = "bench-secret")]
+    secret: String,
+    /// The load shape.
+    #[arg(long, value_enum, default_value_t = Scenario::Fanout)]
+    scenario: Scenario,
+    /// fanout: subscribers of the room [default: 5000].
+    #[arg(long)]
+    subscribers: Option<u64>,
+    /// fanout: publishing connections.
+    #[arg(long, default_value_t = 1)]
+    publishers: u64,
+    /// many-rooms / idle / churn: rooms [default: 1000, 1000, 100].
+    #[arg(long)]
+    rooms: Option<u64>,
+    /// many-rooms: members per room, one of whom publishes.
+    #[arg(long, default_value_t = 10)]
+    room_size: u64,
+    /// idle: connections [default: 15000].
+    #[arg(long)]
+    connections: Option<u64>,
+    /// churn: concurrent connect + subscribe + close loops.
+    #[arg(long, default_value_t = 50)]
+    concurrency: u64,
+    /// Publications per second per publisher; 0 = as fast as acks allow
+    /// [default: fanout 10, many-rooms 1].
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Unacknowledged publications per publisher with --rate 0.
+    #[arg(long, default_value_t = 32)]
+    inflight: usize,
+    /// Payload size in bytes (at least the time stamp's 32).
+    #[arg(long, default_value_t = 100)]
+    payload: usize,
+    /// Measurement window, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Publishing before the window opens, seconds.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Reading after the window closes (late deliveries), seconds.
+    #[arg(long, default_value_t = 2.0)]
+    drain: f64,
+    /// Pause between the connect phase and the memory sample, seconds.
+    #[arg(long, default_value_t = 1.0)]
+    settle: f64,
+    /// Handshakes in flight at once per worker during the connect phase.
+    #[arg(long, default_value_t = 100)]
+    connect_concurrency: usize,
+    /// Child worker processes, each with a slice of the connections; 0 = in-process.
+    #[arg(long, default_value_t = 0)]
+    workers: u32,
+    /// Runtime threads per worker; 0 = CPUs / max(workers, 1).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Bind client sockets to 127.0.0.1 ..= 127.0.0.N, round-robin (loopback
+    /// servers only); 0 = no bind [default: 64, or one per 10,000 connections].
+    #[arg(long)]
+    source_ips: Option<u32>,
+    /// Pid of the server, for CPU per delivery and memory per connection.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Internal: run as child worker INDEX of --workers.
+    #[arg(long, hide = true)]
+    worker_index: Option<u32>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match (cli.command, cli.run.worker_index) {
+        (Some(Sub::Median { files, json }), _) => report::median(&files, json).map(|out| {
+            println!("{out}");
+        }),
+        (None, Some(index)) => coord::child(&cli.run, index),
+        (None, None) => coord::run(&cli.run).and_then(|report| {
+            if cli.run.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+            Ok(())
+        }),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("loadgen: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
