@@ -387,3 +387,51 @@ async fn origin_check_refuses_foreign_pages_at_the_handshake() -> anyhow::Result
     node.stop().await;
     Ok(())
 }
+
+/// Promise 6, no leaks: thousands of connections that connect, subscribe and go leave no task,
+/// connection, room entry or subscription behind once their timers have nothing to hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churned_connections_leave_no_tasks_or_state_behind() -> anyhow::Result<()> {
+    let node = TestNode::start(BASE_CONFIG).await?;
+    let alive = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    // Warm up: one full cycle so lazily started runtime tasks exist before the baseline.
+    let (warm, _) = connect_as(&node, "warm", Encoding::Json).await?;
+    warm.subscribe(sub("plain:churn")).await?;
+    warm.close().await;
+    assert!(eventually(WAIT, || async { node.node.connection_count() == 0 }).await);
+    let baseline = alive();
+    for round in 0..20 {
+        let mut clients = Vec::new();
+        for i in 0..100 {
+            let (client, _) = connect_as(&node, &format!("c{round}-{i}"), Encoding::Json).await?;
+            client
+                .subscribe(sub(&format!("plain:churn-{}", i % 10)))
+                .await?;
+            clients.push(client);
+        }
+        for client in clients {
+            client.close().await;
+        }
+    }
+    let settled = eventually(std::time::Duration::from_secs(10), || async {
+        node.node.connection_count() == 0
+            && node.node.metrics().snapshot().subscriptions == 0
+            && node.node.room_count() == 0
+            && alive() <= baseline + 5
+    })
+    .await;
+    assert!(
+        settled,
+        "after churn: {} connections, {} subscriptions, {} rooms, {} tasks (baseline {baseline})",
+        node.node.connection_count(),
+        node.node.metrics().snapshot().subscriptions,
+        node.node.room_count(),
+        alive()
+    );
+    node.stop().await;
+    Ok(())
+}

@@ -22,10 +22,10 @@ use starling_protocol::{
     UnsubscribeCode, UnsubscribeResult, decode_commands_limited, encode_reply,
 };
 use starling_room::HistoryQuery;
+use tokio::task::AbortHandle;
 use tracing::{debug, info, warn};
 
 use crate::clock::unix_now_secs;
-use crate::detach;
 use crate::error::CommandError;
 use crate::node::Node;
 use crate::outbound::{Close, Outbound};
@@ -103,6 +103,7 @@ pub(crate) struct ConnectionState {
     awaiting_pong: bool,
     /// `client.command_rate_limit`; `None` when unlimited.
     command_rate: Option<TokenBucket>,
+    timers: Timers,
     ping_seq: u64,
 }
 
@@ -132,7 +133,9 @@ impl Actor for ConnectionActor {
         myself: ActorRef<ConnectionMsg>,
         args: ConnectionArgs,
     ) -> Result<ConnectionState, ActorProcessingErr> {
-        detach(myself.send_after(STALE_CLOSE_DELAY, || ConnectionMsg::StaleCheck));
+        let stale = myself
+            .send_after(STALE_CLOSE_DELAY, || ConnectionMsg::StaleCheck)
+            .abort_handle();
         let client = &args.node.config().client;
         let command_rate = (client.command_rate_limit > 0).then(|| {
             TokenBucket::new(
@@ -141,7 +144,10 @@ impl Actor for ConnectionActor {
                 tokio::time::Instant::now(),
             )
         });
+        let mut timers = Timers::default();
+        timers.keep(stale);
         Ok(ConnectionState {
+            timers,
             node: args.node,
             client_id: args.client_id,
             encoding: args.encoding,
@@ -161,6 +167,7 @@ impl Actor for ConnectionActor {
         _myself: ActorRef<ConnectionMsg>,
         state: &mut ConnectionState,
     ) -> Result<(), ActorProcessingErr> {
+        state.timers.cancel_all();
         state.leave_all_rooms();
         if let Some(session) = &state.session {
             state.node.unindex_user(&session.user, &state.client_id);
@@ -479,7 +486,8 @@ impl ConnectionState {
         }
         self.schedule_ping(myself, ping);
         if let Some(exp) = expires_at {
-            schedule_expiry_check(myself, exp, now, &self.node);
+            let timer = schedule_expiry_check(myself, exp, now, &self.node);
+            self.timers.keep(timer);
         }
         Ok(())
     }
@@ -527,7 +535,8 @@ impl ConnectionState {
         session.expires_at = claims.expires_at();
         let expires_at = session.expires_at;
         if let Some(exp) = expires_at {
-            schedule_expiry_check(myself, exp, now, &self.node);
+            let timer = schedule_expiry_check(myself, exp, now, &self.node);
+            self.timers.keep(timer);
         }
         Ok(RefreshResult {
             client: self.client_id.to_string(),
@@ -607,9 +616,10 @@ impl ConnectionState {
             },
         );
         if let Some(exp) = expires_at {
-            schedule_at(myself, exp, now, move || {
+            let timer = schedule_at(myself, exp, now, move || {
                 ConnectionMsg::SubExpiryCheck(channel.clone())
             });
+            self.timers.keep(timer);
         }
         Ok(())
     }
@@ -708,9 +718,10 @@ impl ConnectionState {
         let expires_at = subscription.expires_at;
         if let Some(exp) = expires_at {
             let channel = request.channel.clone();
-            schedule_at(myself, exp, now, move || {
+            let timer = schedule_at(myself, exp, now, move || {
                 ConnectionMsg::SubExpiryCheck(channel.clone())
             });
+            self.timers.keep(timer);
         }
         Ok(SubRefreshResult {
             expires: expires_at.is_some(),
@@ -985,7 +996,8 @@ impl ConnectionState {
                 session.expires_at = Some(at);
                 let close_at =
                     at.saturating_add(i64::try_from(delay.as_secs()).unwrap_or(i64::MAX));
-                schedule_at(myself, close_at, now, || ConnectionMsg::ExpiryCheck);
+                let timer = schedule_at(myself, close_at, now, || ConnectionMsg::ExpiryCheck);
+                self.timers.keep(timer);
                 Some(Refresh {
                     expires: true,
                     ttl: ttl_secs(at, now),
@@ -1010,9 +1022,10 @@ impl ConnectionState {
 
     // ---------------------------------------------------------------- heartbeat and plumbing
 
-    fn schedule_ping(&self, myself: &ActorRef<ConnectionMsg>, after: Duration) {
+    fn schedule_ping(&mut self, myself: &ActorRef<ConnectionMsg>, after: Duration) {
         if !after.is_zero() {
-            detach(myself.send_after(after, || ConnectionMsg::Ping));
+            let timer = myself.send_after(after, || ConnectionMsg::Ping);
+            self.timers.keep(timer.abort_handle());
         }
     }
 
@@ -1032,7 +1045,8 @@ impl ConnectionState {
         self.ping_seq += 1;
         let seq = self.ping_seq;
         let timeout = self.node.config().client.pong_timeout.0;
-        detach(myself.send_after(timeout, move || ConnectionMsg::PongDeadline(seq)));
+        let timer = myself.send_after(timeout, move || ConnectionMsg::PongDeadline(seq));
+        self.timers.keep(timer.abort_handle());
     }
 
     fn on_pong_deadline(&mut self, myself: &ActorRef<ConnectionMsg>, seq: u64) {
@@ -1162,20 +1176,45 @@ fn ttl_secs(exp: i64, now: i64) -> u32 {
 
 /// Schedules the connection-expiry check `client.expired_close_delay` after `exp`: the grace
 /// an SDK gets to refresh a token that has just run out.
-fn schedule_expiry_check(myself: &ActorRef<ConnectionMsg>, exp: i64, now: i64, node: &Node) {
+fn schedule_expiry_check(
+    myself: &ActorRef<ConnectionMsg>,
+    exp: i64,
+    now: i64,
+    node: &Node,
+) -> AbortHandle {
     let delay = node.config().client.expired_close_delay.0;
     let grace = i64::try_from(delay.as_secs()).unwrap_or(i64::MAX);
     schedule_at(myself, exp.saturating_add(grace), now, || {
         ConnectionMsg::ExpiryCheck
-    });
+    })
 }
 
 /// Schedules `msg` for Unix second `at` (at least a millisecond from now).
-fn schedule_at<F>(myself: &ActorRef<ConnectionMsg>, at: i64, now: i64, msg: F)
+fn schedule_at<F>(myself: &ActorRef<ConnectionMsg>, at: i64, now: i64, msg: F) -> AbortHandle
 where
     F: FnOnce() -> ConnectionMsg + Send + 'static,
 {
     let secs = u64::try_from((at - now).max(0)).unwrap_or(0);
     let delay = Duration::from_secs(secs).max(Duration::from_millis(1));
-    detach(myself.send_after(delay, msg));
+    myself.send_after(delay, msg).abort_handle()
+}
+
+/// The connection's pending timers. ractor's timers hold a strong `ActorRef`, which keeps the
+/// stopped actor's memory alive until they fire (25 s for a ping); so the connection keeps
+/// their abort handles and cancels them when it stops.
+#[derive(Default)]
+struct Timers(Vec<AbortHandle>);
+
+impl Timers {
+    fn keep(&mut self, timer: AbortHandle) {
+        // Fired timers are dropped here, so a long-lived connection holds only pending ones.
+        self.0.retain(|timer| !timer.is_finished());
+        self.0.push(timer);
+    }
+
+    fn cancel_all(&mut self) {
+        for timer in self.0.drain(..) {
+            timer.abort();
+        }
+    }
 }

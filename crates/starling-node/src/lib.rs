@@ -42,10 +42,3 @@ pub use server_api::{
 };
 pub use starling_room::{HistoryPage, HistoryQuery, PresenceStats, RoomError};
 pub use transport::{Resume, TransportMode};
-
-/// Lets a timer task run on its own. ractor's `send_after` returns the task's handle; timers
-/// here are never cancelled — a timer that fires for a stopped actor is simply discarded, and a
-/// stale one is recognised by its payload (e.g. the ping sequence number).
-pub(crate) fn detach<T>(timer: ractor::concurrency::JoinHandle<T>) {
-    drop(timer);
-}

@@ -25,7 +25,6 @@ use starling_room::{HistoryPage, HistoryQuery, PresenceStats, Room, RoomError, R
 use tracing::{debug, warn};
 
 use crate::clock::unix_now_ms;
-use crate::detach;
 use crate::node::Node;
 use crate::outbound::Outbound;
 
@@ -133,8 +132,9 @@ pub(crate) struct RoomState {
     node: Node,
     room: Room<Subscriber>,
     join_leave: bool,
-    /// Whether a `Trim` timer is pending, so at most one is.
-    trim_scheduled: bool,
+    /// The pending `Trim` timer, so at most one is; cancelled when the room stops, because a
+    /// timer holds the actor (and its memory) until it fires.
+    trim_timer: Option<tokio::task::AbortHandle>,
     /// Whether this room is counted in the node's channels gauge (it has subscribers).
     counted_active: bool,
 }
@@ -157,7 +157,7 @@ impl Actor for RoomActor {
             join_leave: args.options.join_leave,
             name: args.name,
             node: args.node,
-            trim_scheduled: false,
+            trim_timer: None,
             counted_active: false,
         })
     }
@@ -167,6 +167,9 @@ impl Actor for RoomActor {
         myself: ActorRef<Self::Msg>,
         state: &mut RoomState,
     ) -> Result<(), ActorProcessingErr> {
+        if let Some(timer) = state.trim_timer.take() {
+            timer.abort();
+        }
         state.node.forget_room(&state.name, &myself);
         state.node.metrics().rooms_stopped();
         if state.counted_active {
@@ -223,7 +226,7 @@ impl Actor for RoomActor {
                 let _ = reply.send(state.room.presence_stats());
             }
             RoomMsg::Trim => {
-                state.trim_scheduled = false;
+                state.trim_timer = None;
             }
         }
         state.settle(&myself, now);
@@ -437,11 +440,10 @@ impl RoomState {
             return;
         }
         if let Some(at) = next_expiry
-            && !self.trim_scheduled
+            && self.trim_timer.is_none()
         {
             let delay = Duration::from_millis(u64::try_from((at - now).max(1)).unwrap_or(1));
-            self.trim_scheduled = true;
-            detach(myself.send_after(delay, || RoomMsg::Trim));
+            self.trim_timer = Some(myself.send_after(delay, || RoomMsg::Trim).abort_handle());
         }
     }
 }
