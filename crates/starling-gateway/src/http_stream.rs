@@ -15,11 +15,10 @@ use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use starling_node::{Close, Node, TransportMode};
 use starling_protocol::Encoding;
-use tracing::{debug, info};
 
+use crate::stream::open_stream;
 use crate::stream::{
     Flow, Framer, TransportError, check_handshake, disconnect_push, preflight, read_body,
-    refused_body, stream_connection, streaming_response,
 };
 
 /// `Content-Type` that selects Protobuf, on requests and responses alike.
@@ -64,25 +63,17 @@ async fn open(
         Encoding::Protobuf => PROTOBUF_CONTENT_TYPE,
     };
     let framer = StreamFramer { encoding };
-    let handle = match node
-        .open_connection_with(encoding, Some(remote), TransportMode::Emulation)
-        .await
-    {
-        Ok(handle) => handle,
-        Err(error) => {
-            info!(%remote, %error, "http_stream connection refused");
-            return Ok(streaming_response(
-                content_type,
-                refused_body(framer, &error.refusal()),
-            ));
-        }
-    };
-    debug!(client = %handle.client_id, %remote, ?encoding, "http_stream open");
-    handle.inbound(first);
-    Ok(streaming_response(
+    Ok(open_stream(
+        &node,
+        "http_stream",
+        remote,
+        encoding,
+        TransportMode::Emulation,
         content_type,
-        stream_connection(handle, framer),
-    ))
+        framer,
+        first,
+    )
+    .await)
 }
 
 /// Protobuf when the client says its body is `application/octet-stream`, JSON otherwise.

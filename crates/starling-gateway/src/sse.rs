@@ -15,11 +15,10 @@ use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use starling_node::{Close, Node, TransportMode};
 use starling_protocol::Encoding;
-use tracing::{debug, info};
 
+use crate::stream::open_stream;
 use crate::stream::{
-    Flow, Framer, TransportError, check_handshake, disconnect_push, read_body, refused_body,
-    sse_data, stream_connection, streaming_response,
+    Flow, Framer, TransportError, check_handshake, disconnect_push, read_body, sse_data,
 };
 
 /// Content type of every SSE response.
@@ -59,25 +58,17 @@ async fn open(
     if first.iter().all(u8::is_ascii_whitespace) {
         return Err(TransportError::MissingConnect);
     }
-    let handle = match node
-        .open_connection_with(Encoding::Json, Some(remote), TransportMode::Emulation)
-        .await
-    {
-        Ok(handle) => handle,
-        Err(error) => {
-            info!(%remote, %error, "sse connection refused");
-            return Ok(streaming_response(
-                EVENT_STREAM,
-                refused_body(SseFramer, &error.refusal()),
-            ));
-        }
-    };
-    debug!(client = %handle.client_id, %remote, "sse open");
-    handle.inbound(first);
-    Ok(streaming_response(
+    Ok(open_stream(
+        &node,
+        "sse",
+        remote,
+        Encoding::Json,
+        TransportMode::Emulation,
         EVENT_STREAM,
-        stream_connection(handle, SseFramer),
-    ))
+        SseFramer,
+        first,
+    )
+    .await)
 }
 
 /// The connect data of an SSE request: the `cf_connect` query parameter of a `GET`, or the body

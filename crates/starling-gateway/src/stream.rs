@@ -7,15 +7,16 @@
 //! `disconnect` push written last, since an HTTP response has no close frame to carry a code.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 
 use axum::body::{Body, to_bytes};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
-use starling_node::{Close, ConnectionHandle, Node};
+use starling_node::{Close, ConnectionHandle, Node, TransportMode};
 use starling_protocol::{Disconnect, Encoding, Push, Reply, encode_reply};
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::origin::origin_allowed;
 
@@ -224,6 +225,37 @@ pub(crate) fn stream_connection<F: Framer>(handle: ConnectionHandle, mut framer:
 }
 
 /// A body holding only the disconnect push for a connection the node refused to open.
+/// What every HTTP streaming transport does once its request is checked: open a connection in
+/// `mode`, hand it the client's first message (`first`), and answer with its outbound stream
+/// through `framer` — or, when the node refuses the connection, with a body that carries only
+/// the refusal's disconnect (a 200 stream, so the SDK reads the code as it would on WebSocket).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn open_stream<F: Framer>(
+    node: &Node,
+    transport: &'static str,
+    remote: SocketAddr,
+    encoding: Encoding,
+    mode: TransportMode,
+    content_type: &'static str,
+    framer: F,
+    first: Bytes,
+) -> Response {
+    match node
+        .open_connection_with(encoding, Some(remote), mode)
+        .await
+    {
+        Ok(handle) => {
+            debug!(client = %handle.client_id, %remote, ?encoding, transport, "stream open");
+            handle.inbound(first);
+            streaming_response(content_type, stream_connection(handle, framer))
+        }
+        Err(error) => {
+            info!(%remote, %error, transport, "connection refused");
+            streaming_response(content_type, refused_body(framer, &error.refusal()))
+        }
+    }
+}
+
 pub(crate) fn refused_body<F: Framer>(mut framer: F, close: &Close) -> Body {
     let mut out = BytesMut::new();
     framer.close(close, &mut out);

@@ -29,14 +29,12 @@ use starling_protocol::{
     Command, Connect, ConnectRequest, ConnectResult, DisconnectCode, Encoding, ErrorCode, Push,
     Reply, StreamPosition, decode_replies,
 };
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::event_id::{self, channel_digest};
 use crate::sse::{ConnectParam, EVENT_STREAM, connect_data};
-use crate::stream::{
-    Flow, Framer, TransportError, check_handshake, disconnect_of, refused_body, sse_data,
-    stream_connection, streaming_response,
-};
+use crate::stream::open_stream;
+use crate::stream::{Flow, Framer, TransportError, check_handshake, disconnect_of, sse_data};
 
 /// Command id of the connect the transport sends for the client.
 const CONNECT_ID: u32 = 1;
@@ -85,25 +83,17 @@ async fn open(
             .map_err(|source| TransportError::MalformedConnect { source })?,
     );
     let mode = TransportMode::Unidirectional(resume_from(&headers));
-    let handle = match node
-        .open_connection_with(Encoding::Json, Some(remote), mode)
-        .await
-    {
-        Ok(handle) => handle,
-        Err(error) => {
-            info!(%remote, %error, "uni_sse connection refused");
-            return Ok(streaming_response(
-                EVENT_STREAM,
-                refused_body(UniSseFramer::default(), &error.refusal()),
-            ));
-        }
-    };
-    debug!(client = %handle.client_id, %remote, "uni_sse open");
-    handle.inbound(connect);
-    Ok(streaming_response(
+    Ok(open_stream(
+        &node,
+        "uni_sse",
+        remote,
+        Encoding::Json,
+        mode,
         EVENT_STREAM,
-        stream_connection(handle, UniSseFramer::default()),
-    ))
+        UniSseFramer::default(),
+        connect,
+    )
+    .await)
 }
 
 /// The positions in the request's `Last-Event-ID`, as the connection's lookup. An id that does
