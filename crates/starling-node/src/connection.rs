@@ -824,9 +824,10 @@ impl ConnectionState {
         }
     }
 
-    async fn presence(&self, channel: &str) -> Result<PresenceResult, CommandError> {
-        let resolved = self.node.resolve_channel(channel)?;
-        let o = resolved.options;
+    /// Presence and presence_stats: the namespace must keep presence (108 otherwise) and
+    /// allow this connection to read it.
+    fn may_read_presence(&self, channel: &str) -> Result<(), CommandError> {
+        let o = self.node.resolve_channel(channel)?.options;
         if !o.presence {
             return Err(CommandError::Reply(ErrorCode::NotAvailable));
         }
@@ -835,7 +836,11 @@ impl ConnectionState {
             o.allow_presence_for_client,
             o.allow_presence_for_subscriber,
             o.allow_presence_for_anonymous,
-        )?;
+        )
+    }
+
+    async fn presence(&self, channel: &str) -> Result<PresenceResult, CommandError> {
+        self.may_read_presence(channel)?;
         let entries = self.node.presence(channel).await?;
         Ok(PresenceResult {
             presence: entries
@@ -846,17 +851,7 @@ impl ConnectionState {
     }
 
     async fn presence_stats(&self, channel: &str) -> Result<PresenceStatsResult, CommandError> {
-        let resolved = self.node.resolve_channel(channel)?;
-        let o = resolved.options;
-        if !o.presence {
-            return Err(CommandError::Reply(ErrorCode::NotAvailable));
-        }
-        self.may_read(
-            channel,
-            o.allow_presence_for_client,
-            o.allow_presence_for_subscriber,
-            o.allow_presence_for_anonymous,
-        )?;
+        self.may_read_presence(channel)?;
         let stats = self.node.presence_stats(channel).await?;
         Ok(PresenceStatsResult {
             num_clients: stats.num_clients,
