@@ -38,8 +38,8 @@ export function short(value) {
   return text.length <= 300 ? text : `${text.slice(0, 300)}...`;
 }
 
-// Keeps every event an emitter produced, in order, so a check can wait for
-// the next ones (with a deadline) and assert on all that arrived.
+// Keeps every event an SDK object emitted, in order, so checks can wait for
+// one (with a deadline) and later assert on everything that arrived.
 export class Recorder {
   constructor(name) {
     this.name = name;
@@ -54,6 +54,7 @@ export class Recorder {
     }
   }
 
+  // Position after the last event so far: waits from it see only newer ones.
   mark() {
     return this.events.length;
   }
@@ -62,13 +63,14 @@ export class Recorder {
     return this.events.slice(since).filter(([k]) => k === kind).map(([, ctx]) => ctx);
   }
 
-  // Resolves with the first `count` events of `kind` after `since`; an event
-  // of a kind in `failOn` rejects at once.
-  wait(what, kind, { since = 0, count = 1, failOn = [] } = {}) {
+  // Resolves with the first `count` events of `kind` after `since` that match
+  // `pred`; an event of a kind in `failOn` (e.g. "unsubscribed" while waiting
+  // for "subscribed") rejects at once, as nothing would come after it.
+  wait(what, kind, { pred = () => true, since = 0, count = 1, failOn = [] } = {}) {
     return new Promise((resolve, reject) => {
       let timer = null;
       const check = () => {
-        const found = this.of(kind, since);
+        const found = this.of(kind, since).filter(pred);
         const bad = failOn.flatMap((k) => this.of(k, since).map((ctx) => [k, ctx]));
         if (found.length < count && bad.length === 0) {
           return false;
@@ -84,21 +86,36 @@ export class Recorder {
       };
       timer = setTimeout(() => {
         this.waiters.delete(check);
-        const tail = this.events.slice(-8).map(([k, ctx]) => `${k}:${short(ctx)}`).join(', ');
-        reject(new CheckFailed(`timed out after ${WAIT_MS} ms waiting for ${this.name}: ${what} (last events: ${tail})`));
+        const found = this.of(kind, since).filter(pred);
+        reject(new CheckFailed(
+          `timed out after ${WAIT_MS} ms waiting for ${this.name}: ${what} ` +
+          `(matching so far: ${short(found)}; events: ${this.summary()})`));
       }, WAIT_MS);
       if (!check()) {
         this.waiters.add(check);
       }
     });
   }
+
+  // The last events, enough to see what happened instead.
+  summary() {
+    const tail = this.events.slice(-12);
+    const skipped = this.events.length - tail.length;
+    const head = skipped > 0 ? `(${skipped} earlier) ` : '';
+    return head + tail.map(([k, ctx]) => `${k}:${short(ctx)}`).join(', ');
+  }
 }
 
 // Records the listed events of an EventEmitter-style object (an SDK client or
 // subscription).
-export function record(emitter, rec, kinds) {
+export function record(emitter, rec, kinds, prefix = '') {
   for (const kind of kinds) {
-    emitter.on(kind, (ctx) => rec.add(kind, ctx));
+    emitter.on(kind, (ctx) => {
+      if (kind === 'error') {
+        console.error(`  [${rec.name}] error event: ${short(ctx)}`);
+      }
+      rec.add(prefix + kind, ctx);
+    });
   }
 }
 

@@ -19,117 +19,11 @@
 // subscriptions get theirs the way applications do: the SDK's getToken hook,
 // here minting the HS256 JWT locally instead of asking an app backend.
 
-import { createHmac } from 'node:crypto';
-import { isDeepStrictEqual, inspect } from 'node:util';
+import { isDeepStrictEqual } from 'node:util';
 import WebSocket from 'ws';
-
-// Deadline for any single wait. The harness kills the whole script at 60 s.
-const WAIT_MS = 10_000;
-const BUDGET_MS = 55_000;
-
-class CheckFailed extends Error {}
-
-function env(name) {
-  const value = process.env[name] ?? '';
-  if (value === '') {
-    throw new CheckFailed(`environment variable ${name} is not set`);
-  }
-  return value;
-}
-
-function passed(check, detail) {
-  console.log(`PASS ${check}: ${detail}`);
-}
-
-function expect(cond, what) {
-  if (!cond) {
-    throw new CheckFailed(what);
-  }
-}
-
-function short(value) {
-  const text = inspect(value, { depth: 3, breakLength: Infinity });
-  return text.length <= 200 ? text : `${text.slice(0, 200)}...`;
-}
-
-// Keeps every event an SDK object emitted, in order, so checks can wait for
-// one (with a deadline) and later assert on everything that arrived.
-class Recorder {
-  constructor(name) {
-    this.name = name;
-    this.events = [];
-    this.waiters = new Set();
-  }
-
-  add(kind, ctx) {
-    this.events.push([kind, ctx]);
-    for (const waiter of [...this.waiters]) {
-      waiter();
-    }
-  }
-
-  // Position after the last event so far: waits from it see only newer ones.
-  mark() {
-    return this.events.length;
-  }
-
-  of(kind, since = 0) {
-    return this.events.slice(since).filter(([k]) => k === kind).map(([, ctx]) => ctx);
-  }
-
-  // Resolves with the first `count` events of `kind` after `since` that match
-  // `pred`; an event of a kind in `failOn` (e.g. "unsubscribed" while waiting
-  // for "subscribed") rejects at once, as nothing would come after it.
-  wait(what, kind, { pred = () => true, since = 0, count = 1, failOn = [] } = {}) {
-    return new Promise((resolve, reject) => {
-      let timer = null;
-      const check = () => {
-        const found = this.of(kind, since).filter(pred);
-        const bad = failOn.flatMap((k) => this.of(k, since).map((ctx) => [k, ctx]));
-        if (found.length < count && bad.length === 0) {
-          return false;
-        }
-        clearTimeout(timer);
-        this.waiters.delete(check);
-        if (found.length >= count) {
-          resolve(found);
-        } else {
-          reject(new CheckFailed(`${this.name}: got ${bad[0][0]} ${short(bad[0][1])} while waiting for ${what}`));
-        }
-        return true;
-      };
-      timer = setTimeout(() => {
-        this.waiters.delete(check);
-        const found = this.of(kind, since).filter(pred);
-        reject(new CheckFailed(
-          `timed out after ${WAIT_MS} ms waiting for ${this.name}: ${what} ` +
-          `(matching so far: ${short(found)}; events: ${this.summary()})`));
-      }, WAIT_MS);
-      if (!check()) {
-        this.waiters.add(check);
-      }
-    });
-  }
-
-  // The last events, enough to see what happened instead.
-  summary() {
-    const tail = this.events.slice(-12);
-    const skipped = this.events.length - tail.length;
-    const head = skipped > 0 ? `(${skipped} earlier) ` : '';
-    return head + tail.map(([k, ctx]) => `${k}:${short(ctx)}`).join(', ');
-  }
-}
-
-function record(emitter, rec, kinds, prefix = '') {
-  for (const kind of kinds) {
-    emitter.on(kind, (ctx) => {
-      if (kind === 'error') {
-        console.error(`  [${rec.name}] error event: ${short(ctx)}`);
-      }
-      rec.add(prefix + kind, ctx);
-    });
-  }
-}
+import {
+  Recorder, WAIT_MS, env, expect, gate, passed, record, run, short, subscriptionToken,
+} from './harness.mjs';
 
 const CLIENT_EVENTS = ['connecting', 'connected', 'disconnected', 'error'];
 // Client-level events of server-side subscriptions, recorded as "server_<kind>".
@@ -161,17 +55,6 @@ class Payloads {
   }
 }
 
-// An HS256 subscription token as an app backend would issue it: `sub` is the
-// user, `channel` the channel, valid for 5 minutes.
-function subscriptionToken(secret, user, channel) {
-  const b64url = (text) => Buffer.from(text).toString('base64url');
-  const header = { alg: 'HS256', typ: 'JWT' };
-  const claims = { sub: user, channel, exp: Math.floor(Date.now() / 1000) + 300 };
-  const signingInput = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;
-  const signature = createHmac('sha256', secret).update(signingInput).digest('base64url');
-  return `${signingInput}.${signature}`;
-}
-
 // getToken hooks for one user's subscriptions; counts the calls per channel so
 // the output shows when the SDK asked for a token.
 class Tokens {
@@ -192,15 +75,6 @@ class Tokens {
   count(channel) {
     return this.calls.get(channel) ?? 0;
   }
-}
-
-// A promise the test resolves by hand.
-function gate() {
-  let open;
-  const promise = new Promise((resolve) => {
-    open = resolve;
-  });
-  return { promise, open };
 }
 
 // Cuts the client's connection the way a network failure would: the ws
@@ -444,21 +318,4 @@ async function checks(
   passed('9 smallhistory', `history kept offsets ${kept.map(([o]) => o)} of ${offsets}`);
 }
 
-const budget = setTimeout(() => {
-  console.log(`FAIL the script ran past its ${BUDGET_MS / 1000} s budget`);
-  process.exit(1);
-}, BUDGET_MS);
-budget.unref();
-
-try {
-  await main();
-  console.log('all checks passed');
-  process.exit(0);
-} catch (e) {
-  if (e instanceof CheckFailed) {
-    console.log(`FAIL ${e.message}`);
-  } else {
-    console.log(`FAIL unexpected exception: ${e?.stack ?? short(e)}`);
-  }
-  process.exit(1);
-}
+await run(main);
