@@ -33,6 +33,14 @@ impl fmt::Debug for Response {
 }
 
 impl Response {
+    /// The value of the first header called `name` (lower case).
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The body as JSON.
     pub(crate) fn json(&self) -> anyhow::Result<Value> {
         serde_json::from_slice(&self.body).with_context(|| format!("body is not JSON: {self:?}"))
@@ -77,7 +85,8 @@ impl Api {
         self.request("POST", path, headers, body).await
     }
 
-    async fn request(
+    /// `method path` with exactly these headers and body bytes.
+    pub(crate) async fn request(
         &self,
         method: &str,
         path: &str,

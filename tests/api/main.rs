@@ -168,6 +168,67 @@ async fn unknown_method_is_not_found_and_get_is_not_allowed() -> anyhow::Result<
     Ok(())
 }
 
+// ------------------------------------------------------------------ cluster endpoints
+
+#[tokio::test]
+async fn cluster_endpoints_need_the_key() -> anyhow::Result<()> {
+    let (node, api) = start().await?;
+    for headers in [&[][..], &[("X-API-Key", "wrong")][..]] {
+        let response = api.request("GET", "/api/cluster", headers, b"").await?;
+        assert_eq!(response.status, 401, "{headers:?}: {response:?}");
+        assert!(response.body.is_empty(), "{response:?}");
+        let response = api
+            .raw("/api/cluster/remove", headers, br#"{"node_id":2}"#)
+            .await?;
+        assert_eq!(response.status, 401, "{headers:?}: {response:?}");
+        assert!(response.body.is_empty(), "{response:?}");
+    }
+    node.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn cluster_status_of_a_node_without_cluster_runtime_is_503() -> anyhow::Result<()> {
+    let (node, api) = start().await?;
+    let response = api.get("/api/cluster").await?;
+    assert_eq!(response.status, 503, "{response:?}");
+    let body = response.json()?;
+    assert_eq!(body["error"]["code"], 108, "{body}");
+    assert_eq!(body["error"]["message"], "not available", "{body}");
+    assert!(body["error"]["reason"].is_string(), "{body}");
+
+    let response = api.call("cluster/remove", json!({"node_id": 2})).await?;
+    assert_eq!(response.status, 503, "{response:?}");
+    assert_eq!(response.json()?["error"]["code"], 108);
+    node.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn cluster_paths_take_precedence_over_api_methods_and_check_their_method()
+-> anyhow::Result<()> {
+    let (node, api) = start().await?;
+    // POST /api/cluster reaches the cluster handler (405 GET), not the method handler (404).
+    let response = api.call("cluster", json!({})).await?;
+    assert_eq!(response.status, 405, "{response:?}");
+    assert_eq!(response.header("allow"), Some("GET"), "{response:?}");
+    let response = api.get("/api/cluster/remove").await?;
+    assert_eq!(response.status, 405, "{response:?}");
+    assert_eq!(response.header("allow"), Some("POST"), "{response:?}");
+    // A malformed removal is a 400 whatever the node's cluster state.
+    for body in [&b"{}"[..], b"{\"node_id\":\"2\"}", b"not json"] {
+        let response = api
+            .raw("/api/cluster/remove", &[("X-API-Key", KEY)], body)
+            .await?;
+        assert_eq!(response.status, 400, "{response:?}");
+        assert_eq!(response.json()?["error"]["code"], 107);
+    }
+    // The ordinary methods still answer beside them.
+    result(&api.call("info", json!({})).await?)?;
+    node.stop().await;
+    Ok(())
+}
+
 // ------------------------------------------------------------------ publish and broadcast
 
 #[tokio::test]

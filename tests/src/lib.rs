@@ -4,6 +4,7 @@
 //! and friends mint the tokens clients present; [`eventually`] waits on a condition with a
 //! deadline (tests never sleep to synchronise).
 
+pub mod cluster;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,9 +39,18 @@ impl TestNode {
     pub async fn start_with(config: &mut Config) -> anyhow::Result<TestNode> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        config.node.http_addr = "127.0.0.1:0".to_string();
-        config.node.data_dir =
+        let data_dir =
             std::env::temp_dir().join(format!("starling-test-{}-{n}", std::process::id()));
+        Self::start_in(config, data_dir).await
+    }
+
+    /// Starts a node from an already-built configuration with its data in `data_dir`.
+    pub async fn start_in(
+        config: &mut Config,
+        data_dir: std::path::PathBuf,
+    ) -> anyhow::Result<TestNode> {
+        config.node.http_addr = "127.0.0.1:0".to_string();
+        config.node.data_dir = data_dir;
         config.validate().context("test config is invalid")?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let http_addr = listener.local_addr()?;

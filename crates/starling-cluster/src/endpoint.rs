@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::timeout;
 
-use crate::certs::node_dns_name;
+use crate::certs::{CLUSTER_DNS_NAME, node_dns_name};
 use crate::codec::{FrameReader, FrameWriter, connection_error};
 use crate::error::LinkError;
 use crate::frame::{Frame, Hello, RaftBody};
@@ -181,9 +181,25 @@ impl ClusterEndpoint {
                 node_id: peer,
             });
         }
+        self.dial(addr, &node_dns_name(peer), Some(peer)).await
+    }
+
+    /// Dials whichever member answers at `addr` (a `--join` seed, whose node
+    /// id is not known yet). Its certificate must come from the cluster CA;
+    /// the node id it claims in its Hello must be one its certificate names.
+    pub async fn connect_seed(&self, addr: SocketAddr) -> Result<PeerLink, LinkError> {
+        self.dial(addr, CLUSTER_DNS_NAME, None).await
+    }
+
+    async fn dial(
+        &self,
+        addr: SocketAddr,
+        server_name: &str,
+        expected: Option<NodeId>,
+    ) -> Result<PeerLink, LinkError> {
         let connecting = self
             .endpoint
-            .connect_with(self.client_config.clone(), addr, &node_dns_name(peer))
+            .connect_with(self.client_config.clone(), addr, server_name)
             .map_err(|source| LinkError::Connect { addr, source })?;
         let conn = match timeout(HANDSHAKE_TIMEOUT, connecting).await {
             Ok(conn) => conn.map_err(|source| connection_error(addr, source))?,
@@ -204,29 +220,55 @@ impl ClusterEndpoint {
             let mut reader = FrameReader::new(recv, addr);
             writer.send(&Frame::Hello(Hello::new(local))).await?;
             let hello = read_hello(&mut reader, addr).await?;
-            if hello.node_id != peer {
-                return Err(LinkError::WrongPeer {
-                    addr,
-                    expected: peer,
-                    got: hello.node_id,
-                });
+            match expected {
+                Some(peer) if hello.node_id != peer => {
+                    return Err(LinkError::WrongPeer {
+                        addr,
+                        expected: peer,
+                        got: hello.node_id,
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    if hello.node_id == local {
+                        return Err(LinkError::SelfConnection {
+                            addr,
+                            node_id: local,
+                        });
+                    }
+                    if !peer_cert_names(&conn, hello.node_id) {
+                        return Err(LinkError::PeerIdentity {
+                            addr,
+                            claimed: hello.node_id,
+                        });
+                    }
+                }
             }
-            Ok((reader, writer))
+            Ok((reader, writer, hello.node_id))
         })
         .await;
         match greeted {
-            Ok((reader, writer)) => {
+            Ok((reader, writer, peer)) => {
                 tracing::debug!(%peer, %addr, "connected to cluster peer");
                 Ok(PeerLink::start(peer, conn, reader, writer))
             }
             Err(error) => {
                 if let Some(code) = CloseCode::for_error(&error) {
-                    tracing::warn!(%peer, %addr, %error, "refused cluster peer");
+                    tracing::warn!(%addr, %error, "refused cluster peer");
                     close(&conn, code);
                 }
                 Err(error)
             }
         }
+    }
+
+    /// Closes every connection and stops accepting, without waiting for
+    /// peers (for owners that share the endpoint and cannot give it up).
+    pub fn close(&self) {
+        self.endpoint.close(
+            VarInt::from_u32(CloseCode::Normal.code()),
+            b"node shutting down",
+        );
     }
 
     /// Stops accepting, closes every connection and waits (briefly) for

@@ -20,6 +20,7 @@ use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use starling_placement::NodeId;
 
+use crate::data::{Call, CallReply, FromRoom, ToRoom};
 use crate::error::FrameError;
 
 /// The frame-format version this build speaks, carried in every frame.
@@ -28,7 +29,7 @@ use crate::error::FrameError;
 /// kind, bumps it: frames are positional (structs encode as arrays), so an
 /// old peer cannot read a changed frame, and refusing it by version is
 /// clearer than failing on a field.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The largest frame body accepted or produced, in bytes (16 MiB).
 ///
@@ -80,6 +81,35 @@ pub enum Frame {
         /// The MessagePack-encoded response.
         body: RaftBody,
     },
+    /// A data- or control-plane request, answered by a [`Frame::Reply`]
+    /// with the same id. Added in version 3.
+    Call {
+        /// Chosen by the caller, unique among its calls in flight.
+        id: u64,
+        /// The request.
+        call: Call,
+    },
+    /// The answer to the [`Frame::Call`] with this id. Added in version 3.
+    Reply {
+        /// The call's id.
+        id: u64,
+        /// The answer.
+        reply: CallReply,
+    },
+    /// A relay's message to the owner of `room`. Added in version 3.
+    ToRoom {
+        /// The room.
+        room: String,
+        /// The message.
+        msg: ToRoom,
+    },
+    /// The owner of `room` to a relay node. Added in version 3.
+    FromRoom {
+        /// The room.
+        room: String,
+        /// The message.
+        msg: FromRoom,
+    },
 }
 
 /// An opaque MessagePack payload of a Raft frame, carried as one `bin`
@@ -130,6 +160,10 @@ impl Frame {
             Frame::Pong { .. } => "Pong",
             Frame::RaftRequest { .. } => "RaftRequest",
             Frame::RaftResponse { .. } => "RaftResponse",
+            Frame::Call { .. } => "Call",
+            Frame::Reply { .. } => "Reply",
+            Frame::ToRoom { .. } => "ToRoom",
+            Frame::FromRoom { .. } => "FromRoom",
         }
     }
 }

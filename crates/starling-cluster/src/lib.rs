@@ -137,6 +137,7 @@
 
 mod certs;
 mod codec;
+mod data;
 mod endpoint;
 mod error;
 mod frame;
@@ -149,6 +150,9 @@ pub use certs::{
     init_ca, issue_node_cert, node_dns_name,
 };
 pub use codec::{FrameReader, FrameWriter};
+pub use data::{
+    Call, CallReply, FromRoom, Refusal, ToRoom, WireClientInfo, WirePosition, WirePublication,
+};
 pub use endpoint::{
     ClusterEndpoint, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, IncomingLinks, KEEP_ALIVE_INTERVAL,
     MAX_PENDING_HANDSHAKES,

@@ -31,6 +31,9 @@ pub struct Config {
     pub http_server: HttpServerConfig,
     /// `[channel]`: channel names and per-namespace options (Centrifugo v6 key names).
     pub channel: ChannelConfig,
+    /// `[cluster]`: this node's place in a cluster: its id, its QUIC address, the members it
+    /// joins through, cluster TLS, voters, shards and failover (Starling's own section).
+    pub cluster: ClusterConfig,
 }
 
 /// `[node]`: where this node keeps data, listens and how it names itself.
@@ -58,6 +61,55 @@ impl Default for NodeConfig {
             http_addr: "127.0.0.1:8000".to_owned(),
             name: String::new(),
             shutdown_grace: GoDuration::from_secs(10),
+        }
+    }
+}
+
+/// `[cluster]`: how this node takes part in a cluster.
+///
+/// Every node runs the cluster runtime; a node started without `join` initializes a one-node
+/// cluster, so a node with all defaults is a complete one-node Starling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This node's id: unique in the cluster, stable across restarts, greater than zero. A
+    /// certificate from `starling certs node` names it.
+    pub node_id: u64,
+    /// The UDP address the cluster plane (QUIC) binds, `host:port`; port 0 picks a free port.
+    ///
+    /// Kept as text (a host name is allowed) and resolved by the binary at start-up.
+    pub addr: String,
+    /// The cluster address other members dial, `host:port`; empty advertises the bound
+    /// address. Set it when `addr` binds `0.0.0.0` or sits behind NAT.
+    pub advertise_addr: String,
+    /// Cluster addresses (`host:port`) of existing members to join through; any one member
+    /// is enough. Empty initializes a new one-node cluster, or, on a data directory that
+    /// already holds cluster state, rejoins that cluster.
+    pub join: Vec<String>,
+    /// Directory holding `ca.pem`, `node.pem` and `node.key` (what `starling certs node`
+    /// writes). Empty generates development material in `<data_dir>/cluster-tls`.
+    pub tls_dir: PathBuf,
+    /// Voters the cluster grows to; later members stay learners (they serve clients and own
+    /// shards but do not vote).
+    pub max_voters: usize,
+    /// Shards a new cluster's map starts with: a power of two, at most 65,536. Rooms hash to
+    /// shards; shards are what nodes own.
+    pub shard_count: u32,
+    /// A member silent this long is declared dead and its shards get new owners.
+    pub failover_timeout: GoDuration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            node_id: 1,
+            addr: "127.0.0.1:7000".to_owned(),
+            advertise_addr: String::new(),
+            join: Vec::new(),
+            tls_dir: PathBuf::new(),
+            max_voters: 3,
+            shard_count: 256,
+            failover_timeout: GoDuration::from_secs(3),
         }
     }
 }

@@ -1,10 +1,10 @@
 //! Starling's configuration: one struct tree with its defaults, read from an embedded
 //! default file, a TOML file and `STARLING_*` environment variables, then validated.
 //!
-//! The `client`, `websocket`, `http_api`, `http_server.tls` and `channel` sections use Centrifugo v6
-//! key names so existing
-//! Centrifugo configs carry over; `node` and `log` are Starling's own. Unknown keys stop
-//! start-up. See `docs/configuration.md` for every key.
+//! The `client`, `websocket`, `http_api`, `http_server.tls` and `channel` sections use
+//! Centrifugo v6 key names so existing Centrifugo configs carry over; `node`, `log` and
+//! `cluster` are Starling's own. Unknown keys stop start-up. See `docs/configuration.md` for
+//! every key.
 //!
 //! ```
 //! use starling_config::Config;
@@ -34,9 +34,10 @@ mod validate;
 
 pub use channel::{ChannelRules, ResolvedChannel};
 pub use config::{
-    ChannelConfig, ChannelNamespace, ChannelOptions, ClientConfig, Config, DEFAULT_CHANNEL_SYMBOLS,
-    HttpApiConfig, HttpServerConfig, HttpServerTlsConfig, LogConfig, LogFormat, NodeConfig,
-    PersonalChannelConfig, SubscriptionTokenConfig, TokenConfig, WebSocketConfig,
+    ChannelConfig, ChannelNamespace, ChannelOptions, ClientConfig, ClusterConfig, Config,
+    DEFAULT_CHANNEL_SYMBOLS, HttpApiConfig, HttpServerConfig, HttpServerTlsConfig, LogConfig,
+    LogFormat, NodeConfig, PersonalChannelConfig, SubscriptionTokenConfig, TokenConfig,
+    WebSocketConfig,
 };
 pub use duration::GoDuration;
 pub use error::{ChannelError, ConfigError};

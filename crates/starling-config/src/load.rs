@@ -382,6 +382,14 @@ allow_history_for_subscriber = true
         assert_eq!(c.channel.user_separator, ",");
         assert_eq!(c.channel.without_namespace, ChannelOptions::default());
         assert!(c.channel.namespaces.is_empty());
+        assert_eq!(c.cluster.node_id, 1);
+        assert_eq!(c.cluster.addr, "127.0.0.1:7000");
+        assert_eq!(c.cluster.advertise_addr, "");
+        assert!(c.cluster.join.is_empty());
+        assert_eq!(c.cluster.tls_dir, std::path::PathBuf::new());
+        assert_eq!(c.cluster.max_voters, 3);
+        assert_eq!(c.cluster.shard_count, 256);
+        assert_eq!(c.cluster.failover_timeout.get(), Duration::from_secs(3));
     }
 
     #[test]
@@ -570,6 +578,49 @@ allow_history_for_subscriber = true
             c.http_server.read_header_timeout.get(),
             Duration::from_secs(3)
         );
+    }
+
+    #[test]
+    fn cluster_is_read_from_file_and_env() {
+        let c = Config::from_toml_str(
+            "[cluster]\nnode_id = 2\naddr = \"0.0.0.0:7002\"\n\
+             advertise_addr = \"10.0.0.2:7002\"\njoin = [\"10.0.0.1:7000\"]\n\
+             tls_dir = \"/etc/starling/cluster\"\nmax_voters = 5\nshard_count = 1024\n\
+             failover_timeout = \"5s\"\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.cluster.node_id, 2);
+        assert_eq!(c.cluster.addr, "0.0.0.0:7002");
+        assert_eq!(c.cluster.advertise_addr, "10.0.0.2:7002");
+        assert_eq!(c.cluster.join, ["10.0.0.1:7000"]);
+        assert_eq!(
+            c.cluster.tls_dir,
+            std::path::PathBuf::from("/etc/starling/cluster")
+        );
+        assert_eq!(c.cluster.max_voters, 5);
+        assert_eq!(c.cluster.shard_count, 1024);
+        assert_eq!(c.cluster.failover_timeout, GoDuration::from_secs(5));
+
+        let c = load_env(&[
+            ("STARLING_CLUSTER_NODE_ID", "3"),
+            ("STARLING_CLUSTER_ADDR", "127.0.0.1:0"),
+            ("STARLING_CLUSTER_JOIN", "10.0.0.1:7000, 10.0.0.2:7000"),
+            ("STARLING_CLUSTER_TLS_DIR", "/tmp/tls"),
+            ("STARLING_CLUSTER_FAILOVER_TIMEOUT", "2s"),
+        ])
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.cluster.node_id, 3);
+        assert_eq!(c.cluster.addr, "127.0.0.1:0");
+        assert_eq!(c.cluster.join, ["10.0.0.1:7000", "10.0.0.2:7000"]);
+        assert_eq!(c.cluster.tls_dir, std::path::PathBuf::from("/tmp/tls"));
+        assert_eq!(c.cluster.failover_timeout, GoDuration::from_secs(2));
+
+        let e = load_env(&[("STARLING_CLUSTER_NODE_ID", "-1")]).unwrap_err();
+        assert!(e.to_string().contains("cluster.node_id"), "{e}");
+        let e = Config::from_toml_str("[cluster]\nnode = 2\n").unwrap_err();
+        assert!(e.to_string().contains("cluster.node"), "{e}");
     }
 
     #[test]

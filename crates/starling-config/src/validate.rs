@@ -1,9 +1,19 @@
 //! Checks of values that parse but cannot work; each error names the key and the value.
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use starling_placement::PlacementError;
 
 use crate::config::{ChannelOptions, Config};
 use crate::error::ConfigError;
+
+/// Bounds of `cluster.failover_timeout`. Below a second, a busy node or a GC-like pause on a
+/// peer would be taken for a death; above a minute, a dead owner's rooms stay unusable for
+/// too long.
+const FAILOVER_TIMEOUT_MIN: Duration = Duration::from_secs(1);
+const FAILOVER_TIMEOUT_MAX: Duration = Duration::from_secs(60);
 
 impl Config {
     /// Check the configuration as a whole. Returns the first problem found.
@@ -65,6 +75,7 @@ impl Config {
 
         self.validate_http_server()?;
         self.validate_channel()?;
+        self.validate_cluster()?;
 
         let personal = &client.subscribe_to_user_personal_channel;
         if personal.single_connection {
@@ -116,6 +127,57 @@ impl Config {
                     "must name a PEM file (or hold PEM text) when http_server.tls.enabled is true",
                 ));
             }
+        }
+        Ok(())
+    }
+
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let cluster = &self.cluster;
+        // Raft and the shard map use 0 as "no node", and certificates name the id.
+        if cluster.node_id == 0 {
+            return Err(invalid(
+                "cluster.node_id",
+                "0".to_owned(),
+                "must be greater than zero",
+            ));
+        }
+        check_host_port("cluster.addr", &cluster.addr, PortZero::Allowed)?;
+        if !cluster.advertise_addr.is_empty() {
+            // Others dial this address, so port 0 cannot stand for "any".
+            check_host_port(
+                "cluster.advertise_addr",
+                &cluster.advertise_addr,
+                PortZero::Refused,
+            )?;
+        }
+        for (i, seed) in cluster.join.iter().enumerate() {
+            check_host_port(&format!("cluster.join[{i}]"), seed, PortZero::Refused)?;
+        }
+        if cluster.max_voters == 0 {
+            return Err(invalid(
+                "cluster.max_voters",
+                "0".to_owned(),
+                "must be at least 1",
+            ));
+        }
+        if let Err(error) = starling_placement::validate_shard_count(cluster.shard_count) {
+            let reason = match error {
+                PlacementError::TooManyShards { .. } => "must be at most 65536",
+                _ => "must be a power of two (1, 2, 4, ... 65536)",
+            };
+            return Err(invalid(
+                "cluster.shard_count",
+                cluster.shard_count.to_string(),
+                reason,
+            ));
+        }
+        let failover = cluster.failover_timeout.get();
+        if !(FAILOVER_TIMEOUT_MIN..=FAILOVER_TIMEOUT_MAX).contains(&failover) {
+            return Err(invalid(
+                "cluster.failover_timeout",
+                quoted(&cluster.failover_timeout),
+                "must be between 1s and 60s",
+            ));
         }
         Ok(())
     }
@@ -228,6 +290,46 @@ fn validate_options(options: &ChannelOptions, prefix: &str) -> Result<(), Config
             value: "true".to_owned(),
             reason: "recovery needs history: set history_size and history_ttl",
         });
+    }
+    Ok(())
+}
+
+/// Whether a `host:port` may have port 0 (bind to any free port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PortZero {
+    Allowed,
+    Refused,
+}
+
+/// Checks the form of a `host:port` value: an IP address and port, or a host name and port
+/// (IPv6 in brackets). Whether a name resolves is only known when the binary starts.
+fn check_host_port(key: &str, value: &str, port_zero: PortZero) -> Result<(), ConfigError> {
+    let bad = |reason| ConfigError::InvalidValue {
+        key: key.to_owned(),
+        value: quoted(&value),
+        reason,
+    };
+    let port = match value.parse::<SocketAddr>() {
+        Ok(addr) => addr.port(),
+        Err(_) => {
+            let Some((host, port)) = value.rsplit_once(':') else {
+                return Err(bad("expected host:port, such as \"127.0.0.1:7000\""));
+            };
+            let host_ok = !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+            if !host_ok {
+                return Err(bad(
+                    "expected host:port with an IP address or a host name (IPv6 in brackets)",
+                ));
+            }
+            port.parse::<u16>()
+                .map_err(|_| bad("the port must be a number from 0 to 65535"))?
+        }
+    };
+    if port == 0 && port_zero == PortZero::Refused {
+        return Err(bad("port 0 cannot be dialled; give the real port"));
     }
     Ok(())
 }
@@ -475,5 +577,99 @@ mod tests {
             e.contains("single_connection") && e.contains("not supported"),
             "{e}"
         );
+    }
+    #[test]
+    fn cluster_node_id_zero_is_rejected() {
+        let mut c = Config::default();
+        c.cluster.node_id = 0;
+        let e = err_of(&c);
+        assert!(e.contains("cluster.node_id") && e.contains("= 0"), "{e}");
+    }
+
+    #[test]
+    fn cluster_addresses_need_host_and_port() {
+        let mut c = Config::default();
+        c.cluster.addr = "127.0.0.1".into();
+        let e = err_of(&c);
+        assert!(
+            e.contains("cluster.addr") && e.contains("\"127.0.0.1\""),
+            "{e}"
+        );
+        for good in [
+            "0.0.0.0:0",
+            "[::1]:7000",
+            "node-1.internal:7000",
+            "localhost:7001",
+        ] {
+            c.cluster.addr = good.into();
+            c.validate().unwrap();
+        }
+        for bad in [":7000", "host:port", "host:70000", "a b:7000", "::1:7000"] {
+            c.cluster.addr = bad.into();
+            assert!(err_of(&c).contains("cluster.addr"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cluster_join_and_advertise_refuse_port_zero() {
+        let mut c = Config::default();
+        c.cluster.join = vec!["10.0.0.1:7000".into(), "10.0.0.2:0".into()];
+        let e = err_of(&c);
+        assert!(
+            e.contains("cluster.join[1]") && e.contains("\"10.0.0.2:0\""),
+            "{e}"
+        );
+        c.cluster.join = vec!["10.0.0.1:7000".into(), "seed.example:7000".into()];
+        c.validate().unwrap();
+
+        c.cluster.advertise_addr = "10.0.0.3:0".into();
+        assert!(err_of(&c).contains("cluster.advertise_addr"));
+        c.cluster.advertise_addr = "10.0.0.3:7000".into();
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn cluster_needs_at_least_one_voter() {
+        let mut c = Config::default();
+        c.cluster.max_voters = 0;
+        assert!(err_of(&c).contains("cluster.max_voters"));
+        c.cluster.max_voters = 1;
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn cluster_shard_count_is_a_bounded_power_of_two() {
+        let mut c = Config::default();
+        for bad in [0, 3, 96, 1 << 17] {
+            c.cluster.shard_count = bad;
+            let e = err_of(&c);
+            assert!(
+                e.contains("cluster.shard_count") && e.contains(&bad.to_string()),
+                "{e}"
+            );
+        }
+        c.cluster.shard_count = 1 << 17;
+        assert!(err_of(&c).contains("at most 65536"));
+        for good in [1, 2, 256, 1 << 16] {
+            c.cluster.shard_count = good;
+            c.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn cluster_failover_timeout_is_between_one_second_and_a_minute() {
+        let mut c = Config::default();
+        for bad in [GoDuration::from_millis(999), GoDuration::from_secs(61)] {
+            c.cluster.failover_timeout = bad;
+            let e = err_of(&c);
+            assert!(
+                e.contains("cluster.failover_timeout") && e.contains(&format!("\"{bad}\"")),
+                "{e}"
+            );
+        }
+        for good in [GoDuration::from_secs(1), GoDuration::from_secs(60)] {
+            c.cluster.failover_timeout = good;
+            c.validate().unwrap();
+        }
     }
 }

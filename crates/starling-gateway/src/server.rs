@@ -27,6 +27,9 @@ pub fn router(node: Node) -> Router {
         .route("/connection/sse", any(sse))
         .route("/emulation", any(emulation))
         .route("/connection/uni_sse", any(uni_sse))
+        // Static paths win over `{method}` in axum's router, whatever the order here.
+        .route("/api/cluster", any(crate::api::cluster::status))
+        .route("/api/cluster/remove", any(crate::api::cluster::remove))
         .route("/api/{method}", any(crate::api::handle))
         .route("/metrics", get(crate::metrics::metrics))
         .route("/healthz", get(|| async { "ok\n" }))

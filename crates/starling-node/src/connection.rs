@@ -67,6 +67,10 @@ pub(crate) enum ConnectionMsg {
         update: ExpiryUpdate,
         reply: RpcReplyPort<()>,
     },
+    /// The room's owner changed under this subscription (the room already let the client
+    /// go): forget it and tell the client to resubscribe (2500), which recovers from history
+    /// through the new owner.
+    Resubscribe { channel: Arc<str> },
     /// Heartbeat: time to send the server ping.
     Ping,
     /// Heartbeat: the pong for ping number `.0` is due by now.
@@ -207,6 +211,7 @@ impl Actor for ConnectionActor {
                 state.api_refresh(&myself, update);
                 let _ = reply.send(());
             }
+            ConnectionMsg::Resubscribe { channel } => state.on_resubscribe(&channel),
             ConnectionMsg::Ping => state.on_ping(&myself),
             ConnectionMsg::PongDeadline(seq) => state.on_pong_deadline(&myself, seq),
             ConnectionMsg::ExpiryCheck => state.on_expiry_check(&myself),
@@ -953,6 +958,17 @@ impl ConnectionState {
             );
         }
         true
+    }
+
+    fn on_resubscribe(&mut self, channel: &str) {
+        let removed = self
+            .session
+            .as_mut()
+            .and_then(|s| s.subscriptions.remove(channel));
+        if removed.is_some() {
+            debug!(client = %self.client_id, %channel, "owner changed: client resubscribes");
+            self.send_reply(UnsubscribeCode::Insufficient.push(channel.to_string()));
+        }
     }
 
     /// Server API unsubscribe: the room queues the unsubscribe push (2000, no resubscribe) after

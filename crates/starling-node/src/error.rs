@@ -61,6 +61,37 @@ pub enum NodeError {
     /// drive the connection, so it stays out of logs.
     #[error("no emulation session with that id on this node")]
     UnknownSession,
+    /// The cluster runtime could not do something (start, join, remove, route).
+    #[error("cluster: {reason}")]
+    Cluster {
+        /// What went wrong.
+        reason: String,
+    },
+    /// Another node did not answer (no link to it, or no answer in time).
+    #[error("node {node} is unavailable")]
+    PeerUnavailable {
+        /// The node.
+        node: u64,
+    },
+    /// This node owns the room but has lost contact with the cluster's quorum, so it may no
+    /// longer own it; it does not sequence until contact is back.
+    #[error("no quorum contact: not sequencing")]
+    NoQuorum,
+    /// The node asked is not the room's owner in its shard map, whose version is given; the
+    /// caller updates its map and routes again. Internal to routing.
+    #[error("stale route (owner has shard map version {map_version})")]
+    StaleRoute {
+        /// The refusing node's map version.
+        map_version: u64,
+    },
+    /// The room's owner refused the request.
+    #[error("owner refused: {reason}")]
+    Remote {
+        /// Whether the owner judged the request malformed.
+        bad_request: bool,
+        /// Why.
+        reason: String,
+    },
     /// Token key material in the configuration is unusable.
     #[error("{key}: {source}")]
     TokenKeys {
@@ -100,7 +131,17 @@ impl From<NodeError> for CommandError {
             NodeError::ConnectionRate { .. } => {
                 CommandError::Disconnect(DisconnectCode::TooManyRequests)
             }
+            NodeError::Remote {
+                bad_request: true, ..
+            } => CommandError::Reply(ErrorCode::BadRequest),
+            // Internal (100) is a temporary error to the SDKs: they retry subscribes, which is
+            // what a failover in progress wants.
             NodeError::RoomTimeout { .. }
+            | NodeError::Cluster { .. }
+            | NodeError::PeerUnavailable { .. }
+            | NodeError::NoQuorum
+            | NodeError::StaleRoute { .. }
+            | NodeError::Remote { .. }
             | NodeError::RoomUnavailable { .. }
             | NodeError::Spawn { .. }
             | NodeError::UnknownSession

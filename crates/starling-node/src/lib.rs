@@ -22,6 +22,7 @@
 //! - `clock` — the only reads of the system clock.
 
 mod clock;
+pub mod cluster;
 mod connection;
 mod error;
 mod metrics;
@@ -32,6 +33,7 @@ mod room_actor;
 mod server_api;
 mod transport;
 
+pub use cluster::{ClusterHandle, ClusterSettings, ClusterStatus, MemberStatus, start_cluster};
 pub use error::NodeError;
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use node::{ConnectionHandle, Node};

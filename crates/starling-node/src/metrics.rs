@@ -70,6 +70,9 @@ pub struct Metrics {
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     origin_rejections: AtomicU64,
+    cluster_copies: AtomicU64,
+    relay_gap_fills: AtomicU64,
+    forwarded_calls: AtomicU64,
     /// Error replies and disconnects by code. Not a hot path: only failures take the lock.
     errors_by_code: Mutex<BTreeMap<u32, u64>>,
     command_latency: [Histogram; METHODS.len()],
@@ -105,6 +108,13 @@ pub struct MetricsSnapshot {
     pub bytes_out: u64,
     /// Handshakes refused by the `client.allowed_origins` check.
     pub origin_rejections: u64,
+    /// Publication frames rooms owned here sent to other nodes: one per other node with
+    /// subscribers of the room, never one per subscriber.
+    pub cluster_copies: u64,
+    /// Gaps in a room's offsets that a relay here filled from the owner's history.
+    pub relay_gap_fills: u64,
+    /// Calls (publish, history, presence, ...) this node forwarded to a room's owner.
+    pub forwarded_calls: u64,
 }
 
 impl Metrics {
@@ -124,6 +134,9 @@ impl Metrics {
             bytes_in: self.bytes_in.load(Relaxed),
             bytes_out: self.bytes_out.load(Relaxed),
             origin_rejections: self.origin_rejections.load(Relaxed),
+            cluster_copies: self.cluster_copies.load(Relaxed),
+            relay_gap_fills: self.relay_gap_fills.load(Relaxed),
+            forwarded_calls: self.forwarded_calls.load(Relaxed),
         }
     }
 
@@ -167,6 +180,18 @@ impl Metrics {
 
     pub(crate) fn publications_out(&self, n: u64) {
         self.publications_out.fetch_add(n, Relaxed);
+    }
+
+    pub(crate) fn cluster_copies(&self, n: u64) {
+        self.cluster_copies.fetch_add(n, Relaxed);
+    }
+
+    pub(crate) fn relay_gap_filled(&self) {
+        self.relay_gap_fills.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn forwarded_call(&self) {
+        self.forwarded_calls.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn push_encoded(&self) {
@@ -272,6 +297,21 @@ impl Metrics {
                 "starling_slow_consumer_disconnects_total",
                 "Connections closed because their outbound queue overflowed (3008).",
                 s.slow_consumer_disconnects,
+            ),
+            (
+                "starling_cluster_publication_copies_total",
+                "Publications sent to other nodes by rooms owned here (one copy per other node with subscribers).",
+                s.cluster_copies,
+            ),
+            (
+                "starling_relay_gap_fills_total",
+                "Offset gaps a relay on this node filled from the owner's history.",
+                s.relay_gap_fills,
+            ),
+            (
+                "starling_forwarded_calls_total",
+                "Publish, history and presence calls forwarded to a room's owner.",
+                s.forwarded_calls,
             ),
             (
                 "starling_bytes_in_total",

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,6 +27,13 @@ use starling_protocol::{
 use starling_room::{HistoryPage, HistoryQuery, PresenceStats};
 use tracing::{info, warn};
 
+use starling_cluster::{Call, CallReply, FromRoom};
+use starling_placement::NodeId;
+
+use crate::cluster::{
+    Cluster, RelayActor, RelayArgs, RelayMsg, Route, info_to_wire, position_from_wire,
+    position_to_wire, publication_from_wire, unexpected,
+};
 use crate::connection::{ConnectionActor, ConnectionArgs, ConnectionMsg};
 use crate::error::NodeError;
 use crate::metrics::Metrics;
@@ -40,6 +47,10 @@ const ROOM_CALL_ATTEMPTS: usize = 4;
 /// Upper bound on one call into a room actor. Rooms answer in microseconds; this only turns a
 /// wedged room into an error instead of a hung connection.
 const ROOM_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Upper bound on a subscribe through a relay: the owner's answer plus a margin.
+const RELAY_CALL_TIMEOUT: Duration = Duration::from_secs(7);
+/// Attempts at routing one request while the shard map changes under it.
+const ROUTE_ATTEMPTS: usize = 20;
 
 /// A running Starling node. Cheap to clone; every clone is the same node.
 #[derive(Clone)]
@@ -68,6 +79,17 @@ struct Inner {
     per_ip: DashMap<IpAddr, usize>,
     /// Admission of new connections, for `client.connection_rate_limit`.
     connection_rate: Option<Mutex<TokenBucket>>,
+    /// The cluster runtime, once started; absent for a node embedded without one.
+    cluster: OnceLock<Arc<Cluster>>,
+    /// Relays: rooms owned by another node that have subscribers here.
+    relays: DashMap<Arc<str>, RelayEntry>,
+}
+
+/// A relay and the owner it follows.
+#[derive(Clone)]
+struct RelayEntry {
+    owner: NodeId,
+    actor: ActorRef<RelayMsg>,
 }
 
 impl fmt::Debug for Node {
@@ -148,6 +170,8 @@ impl Node {
                 metrics: Arc::new(Metrics::default()),
                 per_ip: DashMap::new(),
                 connection_rate,
+                cluster: OnceLock::new(),
+                relays: DashMap::new(),
             }),
         })
     }
@@ -461,7 +485,40 @@ impl Node {
         Err(NodeError::RoomUnavailable { room: name.into() })
     }
 
+    /// Subscribes through the room's owner: the local room actor when this node owns the room
+    /// (or runs alone), otherwise the room's relay here.
     pub(crate) async fn subscribe(
+        &self,
+        room: &str,
+        params: SubscribeParams,
+    ) -> Result<SubscribeResult, NodeError> {
+        let Some(cluster) = self.cluster() else {
+            return self.local_subscribe(room, params).await;
+        };
+        self.resolve_channel(room)?;
+        for _ in 0..ROUTE_ATTEMPTS {
+            match cluster.route(room) {
+                Route::Local => {
+                    self.check_lease()?;
+                    return self.local_subscribe(room, params).await;
+                }
+                Route::Remote { version: 0, .. } => cluster.wait_for_map(1).await,
+                Route::Remote { owner, version } => {
+                    match self.relay_subscribe(room, owner, params.clone()).await {
+                        Err(NodeError::StaleRoute { map_version }) => {
+                            self.await_map_change(cluster, version, map_version).await;
+                        }
+                        // The relay stopped under the call (its owner changed): route again.
+                        Err(NodeError::RoomUnavailable { .. }) => {}
+                        other => return other,
+                    }
+                }
+            }
+        }
+        Err(NodeError::RoomUnavailable { room: room.into() })
+    }
+
+    async fn local_subscribe(
         &self,
         room: &str,
         params: SubscribeParams,
@@ -473,6 +530,144 @@ impl Node {
         .await
     }
 
+    async fn relay_subscribe(
+        &self,
+        room: &str,
+        owner: NodeId,
+        params: SubscribeParams,
+    ) -> Result<SubscribeResult, NodeError> {
+        let relay = self.relay(room, owner)?;
+        let call = relay
+            .call(
+                |reply| RelayMsg::Subscribe {
+                    params: Box::new(params),
+                    reply,
+                },
+                Some(RELAY_CALL_TIMEOUT),
+            )
+            .await;
+        match call {
+            Ok(CallResult::Success(result)) => result,
+            Ok(CallResult::Timeout) => Err(NodeError::PeerUnavailable { node: owner.0 }),
+            Ok(CallResult::SenderError) | Err(_) => {
+                self.forget_relay(room, &relay);
+                Err(NodeError::RoomUnavailable { room: room.into() })
+            }
+        }
+    }
+
+    /// The relay of room `name`, following `owner`; started on first use, replaced when the
+    /// one registered follows another owner.
+    fn relay(&self, name: &str, owner: NodeId) -> Result<ActorRef<RelayMsg>, NodeError> {
+        if let Some(entry) = self.inner.relays.get(name)
+            && entry.owner == owner
+        {
+            return Ok(entry.actor.clone());
+        }
+        let key: Arc<str> = name.into();
+        match self.inner.relays.entry(key.clone()) {
+            Entry::Occupied(entry) if entry.get().owner == owner => Ok(entry.get().actor.clone()),
+            Entry::Occupied(mut entry) => {
+                let actor = self.spawn_relay(key, owner)?;
+                let old = entry.insert(RelayEntry {
+                    owner,
+                    actor: actor.clone(),
+                });
+                let _ = old.actor.send_message(RelayMsg::Close);
+                Ok(actor)
+            }
+            Entry::Vacant(entry) => {
+                let actor = self.spawn_relay(key, owner)?;
+                entry.insert(RelayEntry {
+                    owner,
+                    actor: actor.clone(),
+                });
+                Ok(actor)
+            }
+        }
+    }
+
+    fn spawn_relay(&self, name: Arc<str>, owner: NodeId) -> Result<ActorRef<RelayMsg>, NodeError> {
+        let args = RelayArgs {
+            name,
+            owner,
+            node: self.clone(),
+        };
+        // As for rooms: no await under the table's entry guard.
+        ractor::ActorRuntime::spawn_instant(None, RelayActor, args)
+            .map(|(actor, _)| actor)
+            .map_err(|error| NodeError::Spawn {
+                what: "relay",
+                reason: error.to_string(),
+            })
+    }
+
+    /// Removes `relay` from the table if it is still the one registered under `name`.
+    pub(crate) fn forget_relay(&self, name: &str, relay: &ActorRef<RelayMsg>) {
+        self.inner
+            .relays
+            .remove_if(name, |_, entry| entry.actor.get_id() == relay.get_id());
+    }
+
+    /// Every relay: room, owner and actor (a copy).
+    pub(crate) fn relay_refs(&self) -> Vec<(Arc<str>, NodeId, ActorRef<RelayMsg>)> {
+        self.inner
+            .relays
+            .iter()
+            .map(|e| (e.key().clone(), e.value().owner, e.value().actor.clone()))
+            .collect()
+    }
+
+    /// Hands an owner's message to the relay of `room`.
+    pub(crate) fn relay_frame(&self, room: &str, msg: FromRoom) {
+        let relay = self.inner.relays.get(room).map(|e| e.actor.clone());
+        match relay {
+            Some(relay) => {
+                let _ = relay.send_message(RelayMsg::FromRoom(msg));
+            }
+            // Publications for a relay that just stopped: nobody here wants them.
+            None => tracing::trace!(%room, "frame for a room without a relay here"),
+        }
+    }
+
+    /// Takes `client_id`'s subscription to `room` away and tells the client to resubscribe
+    /// (2500), because the room's owner changed under it.
+    pub(crate) fn resubscribe_client(&self, client_id: &str, room: &str) {
+        let connection = self.inner.connections.get(client_id).map(|c| c.clone());
+        if let Some(connection) = connection {
+            let _ = connection.send_message(ConnectionMsg::Resubscribe {
+                channel: room.into(),
+            });
+        }
+    }
+
+    /// A member was declared dead: every room owned here drops its presence entries and its
+    /// relay count for that node.
+    pub(crate) fn member_down(&self, member: NodeId) {
+        for (_, room) in self.room_refs() {
+            let _ = room.send_message(RoomMsg::MemberDown(member));
+        }
+    }
+
+    /// Sends `msg` to room `name`, starting the room when needed.
+    pub(crate) fn send_to_room(&self, name: &str, msg: RoomMsg) -> Result<(), NodeError> {
+        let room = self.room(name)?;
+        room.send_message(msg).map_err(|_| {
+            self.forget_room(name, &room);
+            NodeError::RoomUnavailable { room: name.into() }
+        })
+    }
+
+    /// Connects this node to its cluster runtime (once).
+    pub(crate) fn attach_cluster(&self, cluster: Arc<Cluster>) {
+        let _ = self.inner.cluster.set(cluster);
+    }
+
+    /// The cluster runtime, when the node has one.
+    pub(crate) fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.inner.cluster.get()
+    }
+
     /// Takes `client_id` out of room `room`; with `notify`, the room queues that unsubscribe
     /// push to the client as the last thing it sends it.
     pub(crate) fn unsubscribe(
@@ -482,7 +677,14 @@ impl Node {
         notify: Option<UnsubscribeCode>,
     ) {
         if let Some(room) = self.existing_room(room) {
-            let _ = room.send_message(RoomMsg::Unsubscribe { client_id, notify });
+            let _ = room.send_message(RoomMsg::Unsubscribe {
+                client_id: client_id.clone(),
+                notify,
+            });
+        }
+        let relay = self.inner.relays.get(room).map(|e| e.actor.clone());
+        if let Some(relay) = relay {
+            let _ = relay.send_message(RelayMsg::Unsubscribe { client_id, notify });
         }
     }
 
@@ -499,8 +701,54 @@ impl Node {
     }
 
     /// [`Node::publish`], or with `skip_history` a publication that gets no offset and is not
-    /// kept (see `starling_room::Room::ephemeral`). Also returns the room's epoch.
+    /// kept (see `starling_room::Room::ephemeral`). Also returns the room's epoch. Goes to the
+    /// room's owner, wherever it is; its answer is the acknowledgement.
     pub(crate) async fn publish_to_room(
+        &self,
+        room: &str,
+        data: Bytes,
+        info: Option<ClientInfo>,
+        tags: BTreeMap<String, String>,
+        skip_history: bool,
+    ) -> Result<(Arc<Publication>, Arc<str>), NodeError> {
+        self.resolve_channel(room)?;
+        let remote = self
+            .call_owner(room, |map_version| Call::Publish {
+                map_version,
+                room: room.to_string(),
+                data: data.clone(),
+                info: info.as_ref().map(info_to_wire),
+                tags: tags.clone(),
+                skip_history,
+            })
+            .await?;
+        match remote {
+            None => {
+                self.check_lease()?;
+                self.local_publish(room, data, info, tags, skip_history)
+                    .await
+            }
+            Some(CallReply::Published {
+                offset,
+                epoch,
+                time,
+            }) => {
+                let publication = Publication {
+                    data,
+                    info,
+                    offset,
+                    tags,
+                    time,
+                    ..Publication::default()
+                };
+                Ok((Arc::new(publication), epoch.into()))
+            }
+            Some(other) => Err(unexpected(other)),
+        }
+    }
+
+    /// Publishes in the room actor on this node.
+    pub(crate) async fn local_publish(
         &self,
         room: &str,
         data: Bytes,
@@ -518,8 +766,41 @@ impl Node {
         .await
     }
 
-    /// History of room `room` (Centrifugo semantics for `since`, `limit`, `reverse`).
+    /// History of room `room` (Centrifugo semantics for `since`, `limit`, `reverse`), from its
+    /// owner.
     pub async fn history(&self, room: &str, query: HistoryQuery) -> Result<HistoryPage, NodeError> {
+        self.resolve_channel(room)?;
+        let remote = self
+            .call_owner(room, |map_version| Call::History {
+                map_version,
+                room: room.to_string(),
+                since: query.since.as_ref().map(position_to_wire),
+                limit: query.limit,
+                reverse: query.reverse,
+            })
+            .await?;
+        match remote {
+            None => self.local_history(room, query).await,
+            Some(CallReply::History {
+                publications,
+                position,
+            }) => Ok(HistoryPage {
+                publications: publications
+                    .into_iter()
+                    .map(|p| Arc::new(publication_from_wire(p)))
+                    .collect(),
+                position: position_from_wire(position),
+            }),
+            Some(other) => Err(unexpected(other)),
+        }
+    }
+
+    /// History from the room actor on this node.
+    pub(crate) async fn local_history(
+        &self,
+        room: &str,
+        query: HistoryQuery,
+    ) -> Result<HistoryPage, NodeError> {
         let max = self.inner.config.client.history_max_publication_limit;
         self.call_room(room, |reply| RoomMsg::History {
             query: query.clone(),
@@ -530,14 +811,53 @@ impl Node {
         .map_err(NodeError::Room)
     }
 
-    /// Presence of room `room`: one entry per subscribed connection.
+    /// Presence of room `room`: one entry per subscribed connection, on any node.
     pub async fn presence(&self, room: &str) -> Result<Vec<ClientInfo>, NodeError> {
+        self.resolve_channel(room)?;
+        let remote = self
+            .call_owner(room, |map_version| Call::Presence {
+                map_version,
+                room: room.to_string(),
+            })
+            .await?;
+        match remote {
+            None => self.local_presence(room).await,
+            Some(CallReply::Presence { clients }) => Ok(clients
+                .into_iter()
+                .map(crate::cluster::info_from_wire)
+                .collect()),
+            Some(other) => Err(unexpected(other)),
+        }
+    }
+
+    pub(crate) async fn local_presence(&self, room: &str) -> Result<Vec<ClientInfo>, NodeError> {
         self.call_room(room, |reply| RoomMsg::Presence { reply })
             .await
     }
 
     /// Presence counts of room `room`.
     pub async fn presence_stats(&self, room: &str) -> Result<PresenceStats, NodeError> {
+        self.resolve_channel(room)?;
+        let remote = self
+            .call_owner(room, |map_version| Call::PresenceStats {
+                map_version,
+                room: room.to_string(),
+            })
+            .await?;
+        match remote {
+            None => self.local_presence_stats(room).await,
+            Some(CallReply::PresenceStats { clients, users }) => Ok(PresenceStats {
+                num_clients: clients,
+                num_users: users,
+            }),
+            Some(other) => Err(unexpected(other)),
+        }
+    }
+
+    pub(crate) async fn local_presence_stats(
+        &self,
+        room: &str,
+    ) -> Result<PresenceStats, NodeError> {
         self.call_room(room, |reply| RoomMsg::PresenceStats { reply })
             .await
     }

@@ -10,7 +10,7 @@
 //! reply or push, then publications, joins and leaves, and a server unsubscribe push last) is
 //! queued by this one actor, in order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +24,11 @@ use starling_protocol::{
 use starling_room::{HistoryPage, HistoryQuery, PresenceStats, Room, RoomError, RoomOptions};
 use tracing::{debug, warn};
 
+use starling_cluster::{Frame, FromRoom};
+use starling_placement::NodeId;
+
 use crate::clock::unix_now_ms;
+use crate::cluster::{info_to_wire, position_to_wire, publication_to_wire, publications_to_wire};
 use crate::node::Node;
 use crate::outbound::Outbound;
 
@@ -112,6 +116,26 @@ pub(crate) enum RoomMsg {
     },
     /// Timer: trim expired history and check whether the room can go.
     Trim,
+    /// A client on node `from` subscribes through that node's relay; answered on the link to
+    /// `from` with `FromRoom::Subscribed`, in order with the room's publications.
+    RemoteSubscribe {
+        from: NodeId,
+        req: u64,
+        client: Arc<str>,
+        presence: Option<ClientInfo>,
+        recover_since: Option<StreamPosition>,
+        recovery_limit: usize,
+    },
+    /// A client on node `from` left.
+    RemoteUnsubscribe {
+        from: NodeId,
+        client: Arc<str>,
+    },
+    /// Node `.0` was declared dead: its clients leave.
+    MemberDown(NodeId),
+    /// This node no longer owns the room's shard: send every subscriber (local and relayed) to
+    /// resubscribe through the new owner, then stop.
+    Relinquish,
 }
 
 /// The actor type; its state is [`RoomState`].
@@ -137,6 +161,11 @@ pub(crate) struct RoomState {
     trim_timer: Option<tokio::task::AbortHandle>,
     /// Whether this room is counted in the node's channels gauge (it has subscribers).
     counted_active: bool,
+    /// Subscribers on other nodes: client → the node holding its connection.
+    remote: HashMap<Arc<str>, NodeId>,
+    /// Nodes with subscribers of this room, and how many each has: each gets one copy of
+    /// every publication.
+    relay_nodes: BTreeMap<NodeId, usize>,
 }
 
 impl Actor for RoomActor {
@@ -159,6 +188,8 @@ impl Actor for RoomActor {
             node: args.node,
             trim_timer: None,
             counted_active: false,
+            remote: HashMap::new(),
+            relay_nodes: BTreeMap::new(),
         })
     }
 
@@ -206,6 +237,9 @@ impl Actor for RoomActor {
                     state.room.publish(data, info, tags, now)
                 };
                 state.fan_out_publication(&publication);
+                let copies =
+                    state.relay_out(FromRoom::Publication(publication_to_wire(&publication)));
+                state.node.metrics().cluster_copies(copies);
                 let _ = reply.send((publication, Arc::clone(&state.epoch)));
                 state.node.metrics().publication_in();
             }
@@ -227,6 +261,45 @@ impl Actor for RoomActor {
             }
             RoomMsg::Trim => {
                 state.trim_timer = None;
+            }
+            RoomMsg::RemoteSubscribe {
+                from,
+                req,
+                client,
+                presence,
+                recover_since,
+                recovery_limit,
+            } => state.remote_subscribe(
+                from,
+                req,
+                client,
+                presence,
+                recover_since,
+                recovery_limit,
+                now,
+            ),
+            RoomMsg::RemoteUnsubscribe { from, client } => {
+                if state.remote.get(&client) == Some(&from) {
+                    state.remote_unsubscribe(&client);
+                }
+            }
+            RoomMsg::MemberDown(member) => {
+                let gone: Vec<Arc<str>> = state
+                    .remote
+                    .iter()
+                    .filter(|(_, node)| **node == member)
+                    .map(|(client, _)| client.clone())
+                    .collect();
+                for client in gone {
+                    state.remote_unsubscribe(&client);
+                }
+                state.relay_nodes.remove(&member);
+            }
+            RoomMsg::Relinquish => {
+                state.relinquish();
+                state.node.forget_room(&state.name, &myself);
+                myself.stop(None);
+                return Ok(());
             }
         }
         state.settle(&myself, now);
@@ -281,92 +354,170 @@ impl RoomState {
                 .collect();
         }
 
-        match announce {
-            Announce::Reply(id) => {
-                let reply = Reply {
-                    id,
-                    subscribe: Some(result.clone()),
-                    ..Reply::default()
-                };
-                self.queue_to(&subscriber, &reply, "subscribe reply");
-            }
-            Announce::Push => {
-                let push = Push {
-                    channel: self.name.to_string(),
-                    subscribe: Some(Subscribe {
-                        recoverable: result.recoverable,
-                        epoch: result.epoch.clone(),
-                        offset: result.offset,
-                        positioned: result.positioned,
-                        data: result.data.clone(),
-                    }),
-                    ..Push::default()
-                };
-                self.queue_to(&subscriber, &Reply::push(push), "subscribe push");
-                // The push has no room for a replay, so recovered publications follow it.
-                for publication in &result.publications {
-                    let push = Push {
-                        channel: self.name.to_string(),
-                        r#pub: Some(publication.clone()),
-                        ..Push::default()
-                    };
-                    self.queue_to(&subscriber, &Reply::push(push), "recovered publication");
-                }
-            }
-            Announce::ConnectReply => {}
-        }
+        announce_to(&self.node, &self.name, &subscriber, announce, &result);
         if self.room.subscribe(&client_id, subscriber).is_none() {
             self.node.metrics().subscriptions_added(1);
         }
         // Before the caller hears back, so `info` agrees with what the client just saw.
         self.count_active();
-        if let Some(info) = presence
-            && self.room.join(info.clone())
-            && self.join_leave
-        {
+        if let Some(info) = presence {
+            self.join(info);
+        }
+        result
+    }
+
+    /// Adds a presence entry, and tells subscribers when the namespace wants joins.
+    fn join(&mut self, info: ClientInfo) {
+        if self.room.join(info.clone()) && self.join_leave {
+            self.relay_out(FromRoom::Join(info_to_wire(&info)));
             self.fan_out(Push {
                 channel: self.name.to_string(),
                 join: Some(Join { info: Some(info) }),
                 ..Push::default()
             });
         }
-        result
     }
 
-    /// Encodes `reply` for one subscriber and queues it.
-    fn queue_to(&self, subscriber: &Subscriber, reply: &Reply, what: &'static str) {
-        match encode_reply(subscriber.encoding, reply) {
-            Ok(frame) => {
-                if subscriber.outbound.push(frame).is_err() {
-                    self.node.metrics().slow_consumer_disconnect();
-                }
-            }
-            Err(error) => {
-                warn!(room = %self.name, %error, what, "cannot encode for subscriber");
-            }
-        }
-    }
-
-    fn unsubscribe(&mut self, client_id: &str, notify: Option<UnsubscribeCode>) {
-        if let Some(subscriber) = self.room.unsubscribe(client_id) {
-            self.node.metrics().subscriptions_removed(1);
-            if let Some(code) = notify {
-                self.queue_to(
-                    &subscriber,
-                    &code.push(self.name.to_string()),
-                    "unsubscribe push",
-                );
-            }
-        }
+    /// Removes a presence entry, and tells subscribers when the namespace wants leaves.
+    fn leave(&mut self, client_id: &str) {
         if let Some(info) = self.room.leave(client_id)
             && self.join_leave
         {
+            self.relay_out(FromRoom::Leave(info_to_wire(&info)));
             self.fan_out(Push {
                 channel: self.name.to_string(),
                 leave: Some(Leave { info: Some(info) }),
                 ..Push::default()
             });
         }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn remote_subscribe(
+        &mut self,
+        from: NodeId,
+        req: u64,
+        client: Arc<str>,
+        presence: Option<ClientInfo>,
+        recover_since: Option<StreamPosition>,
+        recovery_limit: usize,
+        now: i64,
+    ) {
+        let position = self.room.position();
+        let (recovered, publications) = match recover_since {
+            Some(since) => {
+                let recovery = self.room.recover(&since, recovery_limit, now);
+                (
+                    recovery.recovered,
+                    publications_to_wire(&recovery.publications),
+                )
+            }
+            None => (false, Vec::new()),
+        };
+        let answer = FromRoom::Subscribed {
+            req,
+            position: position_to_wire(&position),
+            recovered,
+            publications,
+        };
+        let Some(cluster) = self.node.cluster() else {
+            return;
+        };
+        if !cluster.send(
+            from,
+            Frame::FromRoom {
+                room: self.name.to_string(),
+                msg: answer,
+            },
+        ) {
+            // No link to the subscriber's node: its relay times out and the client retries.
+            debug!(room = %self.name, node = %from, "subscribe answer not sent: no link");
+            return;
+        }
+        if let Some(previous) = self.remote.insert(client.clone(), from) {
+            self.release_relay(previous);
+        }
+        *self.relay_nodes.entry(from).or_default() += 1;
+        if let Some(info) = presence {
+            self.join(info);
+        }
+    }
+
+    fn remote_unsubscribe(&mut self, client: &str) {
+        if let Some(node) = self.remote.remove(client) {
+            self.release_relay(node);
+            self.leave(client);
+        }
+    }
+
+    fn release_relay(&mut self, node: NodeId) {
+        if let Some(count) = self.relay_nodes.get_mut(&node) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.relay_nodes.remove(&node);
+            }
+        }
+    }
+
+    /// Sends one copy of `msg` to every node with subscribers of this room; returns how many
+    /// were queued.
+    fn relay_out(&self, msg: FromRoom) -> u64 {
+        if self.relay_nodes.is_empty() {
+            return 0;
+        }
+        let Some(cluster) = self.node.cluster() else {
+            return 0;
+        };
+        let mut sent = 0u64;
+        for &node in self.relay_nodes.keys() {
+            let frame = Frame::FromRoom {
+                room: self.name.to_string(),
+                msg: msg.clone(),
+            };
+            if cluster.send(node, frame) {
+                sent += 1;
+            } else {
+                // The relay finds the gap by offset and fills it from history.
+                debug!(room = %self.name, %node, "copy to relay node dropped");
+            }
+        }
+        sent
+    }
+
+    /// The shard moved away: every subscriber resubscribes through the new owner.
+    fn relinquish(&mut self) {
+        let local: Vec<Arc<str>> = self
+            .room
+            .subscribers()
+            .map(|(client, _)| Arc::<str>::from(client))
+            .collect();
+        for client in &local {
+            if self.room.unsubscribe(client).is_some() {
+                self.node.metrics().subscriptions_removed(1);
+            }
+            self.node.resubscribe_client(client, &self.name);
+        }
+        self.relay_out(FromRoom::Closed);
+        self.remote.clear();
+        self.relay_nodes.clear();
+        self.count_active();
+        debug!(room = %self.name, subscribers = local.len(), "room handed over");
+    }
+
+    fn unsubscribe(&mut self, client_id: &str, notify: Option<UnsubscribeCode>) {
+        if let Some(subscriber) = self.room.unsubscribe(client_id) {
+            self.node.metrics().subscriptions_removed(1);
+            if let Some(code) = notify {
+                queue_to(
+                    &self.node,
+                    &self.name,
+                    &subscriber,
+                    &code.push(self.name.to_string()),
+                    "unsubscribe push",
+                );
+            }
+        }
+        self.leave(client_id);
     }
 
     fn fan_out_publication(&self, publication: &Publication) {
@@ -377,46 +528,14 @@ impl RoomState {
         });
     }
 
-    /// Encodes `push` at most once per encoding and queues the bytes for every subscriber that
-    /// should see it.
+    /// Queues `push` for every local subscriber that should see it.
     fn fan_out(&self, push: Push) {
-        let is_join_leave = push.join.is_some() || push.leave.is_some();
-        let reply = Reply {
-            push: Some(push),
-            ..Reply::default()
-        };
-        let mut encoded: [Option<Bytes>; 2] = [None, None];
-        let mut delivered = 0u64;
-        for (_, subscriber) in self.room.subscribers() {
-            if is_join_leave && !subscriber.join_leave {
-                continue;
-            }
-            let slot = &mut encoded[encoding_slot(subscriber.encoding)];
-            let frame = match slot {
-                Some(frame) => frame.clone(),
-                None => match encode_reply(subscriber.encoding, &reply) {
-                    Ok(frame) => {
-                        self.node.metrics().push_encoded();
-                        slot.insert(frame).clone()
-                    }
-                    Err(error) => {
-                        // Binary data cannot travel in a JSON frame. Skipping it would leave a
-                        // silent gap, so the subscriber is told, as Centrifugo does: 3506.
-                        debug!(room = %self.name, %error, "push not encodable for subscriber");
-                        subscriber
-                            .outbound
-                            .close(DisconnectCode::InappropriateProtocol.into(), true);
-                        continue;
-                    }
-                },
-            };
-            if subscriber.outbound.push(frame).is_err() {
-                self.node.metrics().slow_consumer_disconnect();
-            } else {
-                delivered += 1;
-            }
-        }
-        self.node.metrics().publications_out(delivered);
+        fan_out_local(
+            &self.node,
+            &self.name,
+            self.room.subscribers().map(|(_, subscriber)| subscriber),
+            push,
+        );
     }
 
     /// Keeps the node's channels gauge in step with whether this room has subscribers.
@@ -432,7 +551,7 @@ impl RoomState {
     fn settle(&mut self, myself: &ActorRef<RoomMsg>, now: i64) {
         self.count_active();
         let next_expiry = self.room.trim(now);
-        if self.room.is_idle(now) {
+        if self.room.is_idle(now) && self.remote.is_empty() {
             // Take the name off the table first so no new caller finds this actor; callers that
             // already hold the ref see their call fail and retry with a fresh room.
             self.node.forget_room(&self.name, myself);
@@ -453,4 +572,122 @@ fn encoding_slot(encoding: Encoding) -> usize {
         Encoding::Json => 0,
         Encoding::Protobuf => 1,
     }
+}
+
+/// Tells a new subscriber about its subscription as `announce` says: the subscribe reply, or
+/// a subscribe push followed by the recovered publications. Shared by rooms and relays.
+pub(crate) fn announce_to(
+    node: &Node,
+    room: &str,
+    subscriber: &Subscriber,
+    announce: Announce,
+    result: &SubscribeResult,
+) {
+    match announce {
+        Announce::Reply(id) => {
+            let reply = Reply {
+                id,
+                subscribe: Some(result.clone()),
+                ..Reply::default()
+            };
+            queue_to(node, room, subscriber, &reply, "subscribe reply");
+        }
+        Announce::Push => {
+            let push = Push {
+                channel: room.to_string(),
+                subscribe: Some(Subscribe {
+                    recoverable: result.recoverable,
+                    epoch: result.epoch.clone(),
+                    offset: result.offset,
+                    positioned: result.positioned,
+                    data: result.data.clone(),
+                }),
+                ..Push::default()
+            };
+            queue_to(node, room, subscriber, &Reply::push(push), "subscribe push");
+            // The push has no room for a replay, so recovered publications follow it.
+            for publication in &result.publications {
+                let push = Push {
+                    channel: room.to_string(),
+                    r#pub: Some(publication.clone()),
+                    ..Push::default()
+                };
+                queue_to(
+                    node,
+                    room,
+                    subscriber,
+                    &Reply::push(push),
+                    "recovered publication",
+                );
+            }
+        }
+        Announce::ConnectReply => {}
+    }
+}
+
+/// Encodes `reply` for one subscriber and queues it.
+pub(crate) fn queue_to(
+    node: &Node,
+    room: &str,
+    subscriber: &Subscriber,
+    reply: &Reply,
+    what: &'static str,
+) {
+    match encode_reply(subscriber.encoding, reply) {
+        Ok(frame) => {
+            if subscriber.outbound.push(frame).is_err() {
+                node.metrics().slow_consumer_disconnect();
+            }
+        }
+        Err(error) => {
+            warn!(%room, %error, what, "cannot encode for subscriber");
+        }
+    }
+}
+
+/// Encodes `push` at most once per encoding and queues the bytes for every subscriber that
+/// should see it. Shared by rooms (their local subscribers) and relays.
+pub(crate) fn fan_out_local<'a>(
+    node: &Node,
+    room: &str,
+    subscribers: impl Iterator<Item = &'a Subscriber>,
+    push: Push,
+) {
+    let is_join_leave = push.join.is_some() || push.leave.is_some();
+    let reply = Reply {
+        push: Some(push),
+        ..Reply::default()
+    };
+    let mut encoded: [Option<Bytes>; 2] = [None, None];
+    let mut delivered = 0u64;
+    for subscriber in subscribers {
+        if is_join_leave && !subscriber.join_leave {
+            continue;
+        }
+        let slot = &mut encoded[encoding_slot(subscriber.encoding)];
+        let frame = match slot {
+            Some(frame) => frame.clone(),
+            None => match encode_reply(subscriber.encoding, &reply) {
+                Ok(frame) => {
+                    node.metrics().push_encoded();
+                    slot.insert(frame).clone()
+                }
+                Err(error) => {
+                    // Binary data cannot travel in a JSON frame. Skipping it would leave a
+                    // silent gap, so the subscriber is told, as Centrifugo does: 3506.
+                    debug!(%room, %error, "push not encodable for subscriber");
+                    subscriber
+                        .outbound
+                        .close(DisconnectCode::InappropriateProtocol.into(), true);
+                    continue;
+                }
+            },
+        };
+        if subscriber.outbound.push(frame).is_err() {
+            node.metrics().slow_consumer_disconnect();
+        } else {
+            delivered += 1;
+        }
+    }
+    node.metrics().publications_out(delivered);
 }

@@ -275,6 +275,21 @@ impl Node {
     /// not running holds no history, so there is nothing to do.
     pub async fn remove_history(&self, room: &str) -> Result<(), NodeError> {
         self.resolve_channel(room)?;
+        let remote = self
+            .call_owner(room, |map_version| starling_cluster::Call::RemoveHistory {
+                map_version,
+                room: room.to_string(),
+            })
+            .await?;
+        match remote {
+            None => self.local_remove_history(room).await,
+            Some(starling_cluster::CallReply::Done) => Ok(()),
+            Some(other) => Err(crate::cluster::unexpected(other)),
+        }
+    }
+
+    /// [`Node::remove_history`] in the room actor on this node.
+    pub(crate) async fn local_remove_history(&self, room: &str) -> Result<(), NodeError> {
         let Some(actor) = self.existing_room(room) else {
             return Ok(());
         };

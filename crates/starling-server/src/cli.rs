@@ -14,7 +14,9 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Run a node. With no flags and no config: a one-node cluster on 127.0.0.1:8000.
+    /// Run a node. With no flags and no config: a one-node cluster, clients on
+    /// 127.0.0.1:8000, cluster plane on UDP 127.0.0.1:7000.
+    #[command(after_help = SERVE_EXAMPLES)]
     Serve(ServeArgs),
     /// Print an HS256 connection token for a user (development and testing).
     Gentoken(TokenArgs),
@@ -30,6 +32,67 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
+    /// Cluster status and membership, through any member's server API (`http_api.key`).
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+const SERVE_EXAMPLES: &str = "\
+Examples:
+  starling serve
+      a one-node cluster with development TLS material in ./starling-data/cluster-tls
+  starling serve --node-id 1 --cluster-addr 10.0.0.1:7000 --cluster-tls tls-node-1
+      the first node of a cluster: initializes it
+  starling serve --node-id 2 --cluster-addr 10.0.0.2:7000 --cluster-tls tls-node-2 \\
+                 --join 10.0.0.1:7000
+      a further node: joins through any existing member (repeat --join for several)";
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClusterCommand {
+    /// Print the members (role, liveness, shards, addresses), the leader, the term and the
+    /// shard map, as the node at --http-addr sees them.
+    Status(ClusterStatusArgs),
+    /// Remove a member: move its shards to the other members, then take it out of the cluster.
+    Remove(ClusterRemoveArgs),
+}
+
+/// Which node's server API the `cluster` commands call.
+#[derive(Debug, Args)]
+pub(crate) struct ApiTarget {
+    /// Client-plane address (node.http_addr) of any member. Plain HTTP only.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8000")]
+    pub(crate) http_addr: String,
+    /// The server API key (http_api.key).
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "STARLING_HTTP_API_KEY",
+        hide_env_values = true
+    )]
+    pub(crate) api_key: String,
+}
+
+/// Flags of `starling cluster status`.
+#[derive(Debug, Args)]
+pub(crate) struct ClusterStatusArgs {
+    #[command(flatten)]
+    pub(crate) target: ApiTarget,
+    /// Print the JSON of `GET /api/cluster` as the node returns it (keys `leader`, `members`
+    /// with `node_id`, `role`, `alive`, `shards`, and `shard_map_version`).
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Flags of `starling cluster remove`.
+#[derive(Debug, Args)]
+pub(crate) struct ClusterRemoveArgs {
+    /// The member to remove.
+    #[arg(long, value_name = "N")]
+    pub(crate) node_id: u64,
+    #[command(flatten)]
+    pub(crate) target: ApiTarget,
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,6 +143,22 @@ pub(crate) struct ServeArgs {
     /// Data directory. Key: node.data_dir.
     #[arg(long, value_name = "DIR")]
     pub(crate) data_dir: Option<PathBuf>,
+    /// This node's id in the cluster: > 0, unique, stable across restarts. Key:
+    /// cluster.node_id.
+    #[arg(long, value_name = "N")]
+    pub(crate) node_id: Option<u64>,
+    /// UDP address of the cluster plane (QUIC), e.g. 10.0.0.1:7000; port 0 picks a free
+    /// port. Key: cluster.addr.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub(crate) cluster_addr: Option<String>,
+    /// Cluster address of an existing member to join through; repeat for several. Without
+    /// it a new node initializes a one-node cluster. Key: cluster.join.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub(crate) join: Vec<String>,
+    /// Directory with ca.pem, node.pem and node.key (from `starling certs node`). Without
+    /// it development material is generated in DATA_DIR/cluster-tls. Key: cluster.tls_dir.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) cluster_tls: Option<PathBuf>,
 }
 
 /// Flags of `starling gentoken`.

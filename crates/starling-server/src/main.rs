@@ -2,11 +2,24 @@
 //!
 //! `starling serve` runs a node (a one-node cluster with embedded defaults when given no
 //! flags); `starling gentoken` / `gensubtoken` mint development tokens; `starling config
-//! default` prints the default configuration file; `starling certs` makes cluster certificates.
+//! default` prints the default configuration file; `starling certs` makes cluster certificates;
+//! `starling cluster status|remove` reads and changes membership through a node's API.
+//!
+//! Layout:
+//! - `cli` — the clap definitions of every command and flag.
+//! - `serve` — `starling serve`: configuration, logging, start-up and shutdown order.
+//! - `cluster_setup` — `[cluster]` configuration to the cluster runtime's settings.
+//! - `cluster_cli` — `starling cluster status` and `remove`.
+//! - `http` — the minimal HTTP/1.1 client `cluster_cli` uses.
+//! - `certs`, `token`, `dev_secret` — `starling certs`, the token commands, the development
+//!   HMAC secret.
 
 mod certs;
 mod cli;
+mod cluster_cli;
+mod cluster_setup;
 mod dev_secret;
+mod http;
 mod serve;
 mod token;
 
@@ -29,6 +42,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Certs { command } => certs::run(command),
+        Command::Cluster { command } => cluster_cli::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,11 @@
-//! `starling serve`: load configuration, start the node and the client plane, shut down on
-//! SIGINT/SIGTERM.
+//! `starling serve`: load configuration, start the node, its cluster runtime and the client
+//! plane, shut down on SIGINT/SIGTERM.
+//!
+//! Start-up order: bind the client plane (so its real address can be advertised), create the
+//! node, start the cluster runtime (bind QUIC, start Raft, initialize or join), then serve
+//! HTTP. Shutdown order: stop accepting, disconnect clients and drain rooms
+//! (`Node::shutdown`), then stop the cluster runtime, so other members hear from this node
+//! until its clients are gone.
 
 use anyhow::Context as _;
 use starling_config::{Config, LogFormat};
@@ -10,7 +16,7 @@ use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::ServeArgs;
-use crate::dev_secret;
+use crate::{cluster_setup, dev_secret};
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = Config::load(args.config.as_deref(), starling_config::process_env())?;
@@ -19,6 +25,20 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(dir) = args.data_dir {
         config.node.data_dir = dir;
+    }
+    if let Some(node_id) = args.node_id {
+        config.cluster.node_id = node_id;
+    }
+    if let Some(addr) = args.cluster_addr {
+        config.cluster.addr = addr;
+    }
+    // Flags replace the configured seed list as a whole rather than adding to it, like every
+    // other flag replaces its key.
+    if !args.join.is_empty() {
+        config.cluster.join = args.join;
+    }
+    if let Some(dir) = args.cluster_tls {
+        config.cluster.tls_dir = dir;
     }
     config.validate()?;
     init_logging(&config)?;
@@ -55,28 +75,42 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
+    let http_addr = listener.local_addr()?;
+    let settings = cluster_setup::settings(&config, http_addr).await?;
     let data_dir = config.node.data_dir.clone();
     let grace = config.node.shutdown_grace.0;
+    let node_id = config.cluster.node_id;
     let node = Node::new(config)?;
+    let cluster = match starling_node::start_cluster(&node, settings).await {
+        Ok(cluster) => cluster,
+        Err(error) => {
+            // Nothing serves yet; stop the node's actors before reporting the failure.
+            node.shutdown(grace).await;
+            return Err(error).context("cannot start the cluster runtime");
+        }
+    };
     let scheme = if tls.is_some() { "wss" } else { "ws" };
     info!(
         version = env!("CARGO_PKG_VERSION"),
-        http = %listener.local_addr()?,
+        http = %http_addr,
+        cluster = %cluster.local_addr(),
+        node_id,
         tls = tls.is_some(),
         data_dir = %data_dir.display(),
-        "starling node started; WebSocket at {scheme}://{}/connection/websocket",
-        listener.local_addr()?
+        "starling node started; WebSocket at {scheme}://{http_addr}/connection/websocket"
     );
 
-    match tls {
+    let served = match tls {
         Some(tls) => {
-            starling_gateway::serve_tls(listener, node.clone(), tls, shutdown_signal()).await?;
+            starling_gateway::serve_tls(listener, node.clone(), tls, shutdown_signal()).await
         }
-        None => starling_gateway::serve(listener, node.clone(), shutdown_signal()).await?,
-    }
+        None => starling_gateway::serve(listener, node.clone(), shutdown_signal()).await,
+    };
     info!("shutting down: disconnecting clients");
     node.shutdown(grace).await;
+    cluster.shutdown().await;
     info!("stopped");
+    served?;
     Ok(())
 }
 

@@ -121,6 +121,11 @@ impl ApiError {
             ApiError::Node(NodeError::Room(RoomError::ReverseFromOffsetZero)) => {
                 ApiErrorCode::BadRequest
             }
+            // Another node (a room's owner, the leader) judged the request malformed; the
+            // client protocol maps the same error to its bad request too.
+            ApiError::Node(NodeError::Remote {
+                bad_request: true, ..
+            }) => ApiErrorCode::BadRequest,
             ApiError::Node(_) => ApiErrorCode::Internal,
         }
     }
@@ -156,5 +161,10 @@ mod tests {
         assert_eq!(unrecoverable.code().code(), 112);
         let timeout = ApiError::Node(NodeError::RoomTimeout { room: "r".into() });
         assert_eq!(timeout.code().body().message, "internal server error");
+        let refused = ApiError::Node(NodeError::Remote {
+            bad_request: true,
+            reason: "x".into(),
+        });
+        assert_eq!(refused.code().code(), 107);
     }
 }

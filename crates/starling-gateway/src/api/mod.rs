@@ -11,7 +11,11 @@
 //! 5. JSON decoding → **400** with error 107;
 //! 6. the command itself → **200** with `{"result": ..}` or `{"error": ..}` (`batch`:
 //!    `{"replies": [..]}`).
+//!
+//! `cluster` holds Starling's own `GET /api/cluster` and `POST /api/cluster/remove`, which
+//! share the key check but answer failures with HTTP statuses.
 
+pub(crate) mod cluster;
 mod command;
 mod error;
 mod execute;

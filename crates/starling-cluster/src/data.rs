@@ -1,0 +1,302 @@
+//! Data-plane frame payloads: what nodes say to each other about rooms,
+//! and the join and remove calls of the control plane.
+//!
+//! Three shapes, each a [`Frame`](crate::Frame) kind:
+//! - [`Call`] / [`CallReply`]: a request with an id and its one answer
+//!   (forwarded publishes, history and presence queries, join, remove).
+//!   Answers may arrive in any order; the id pairs them up.
+//! - [`ToRoom`]: relay → owner, one way, about one room (subscribe,
+//!   unsubscribe). Delivered to the room in the order sent.
+//! - [`FromRoom`]: owner → relay, one way, about one room (subscribe
+//!   answers, publications, joins, leaves, close). Sent by the room itself,
+//!   in order on one link, so a relay sees a subscribe answer exactly between
+//!   the publications before it and those after it.
+//!
+//! Every call and subscribe that a node answers only as a shard's owner
+//! carries the sender's shard map version; a node that does not own the
+//! shard answers [`Refusal::NotOwner`] with its own version (fencing).
+//!
+//! These are plain values, independent of the client protocol's types, so
+//! the wire format between nodes does not change when the client protocol
+//! crate does.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use starling_placement::NodeId;
+
+use crate::raft::types::NodeInfo;
+
+/// A stream position: the last offset and the epoch it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WirePosition {
+    /// The offset.
+    pub offset: u64,
+    /// The epoch.
+    pub epoch: String,
+}
+
+/// Who published, or who is present: the client protocol's `ClientInfo`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireClientInfo {
+    /// User id (empty for anonymous users).
+    pub user: String,
+    /// Client (connection) id.
+    pub client: String,
+    /// Connection info (raw JSON or bytes).
+    pub conn_info: Bytes,
+    /// Channel info (raw JSON or bytes).
+    pub chan_info: Bytes,
+}
+
+/// One publication as the owner sequenced it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WirePublication {
+    /// The offset the owner assigned (0 for a publication that skipped
+    /// history).
+    pub offset: u64,
+    /// Payload.
+    pub data: Bytes,
+    /// Publisher.
+    pub info: Option<WireClientInfo>,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+    /// Publication time, Unix milliseconds.
+    pub time: i64,
+}
+
+/// A request to another node; answered by a [`CallReply`] with the same id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Call {
+    /// Add the sender to the cluster (sent to any member; members that are
+    /// not the leader answer [`Refusal::NotLeader`]).
+    Join {
+        /// The joining node.
+        node_id: NodeId,
+        /// Its addresses.
+        info: NodeInfo,
+    },
+    /// Remove a member (sent to the leader).
+    Remove {
+        /// The node to remove.
+        node_id: NodeId,
+    },
+    /// Sequence a publication in `room` (sent to its owner).
+    Publish {
+        /// The sender's shard map version.
+        map_version: u64,
+        /// The room.
+        room: String,
+        /// Payload.
+        data: Bytes,
+        /// Publisher.
+        info: Option<WireClientInfo>,
+        /// Tags.
+        tags: BTreeMap<String, String>,
+        /// Deliver without an offset and without keeping it.
+        skip_history: bool,
+    },
+    /// A page of `room`'s history.
+    History {
+        /// The sender's shard map version.
+        map_version: u64,
+        /// The room.
+        room: String,
+        /// Start after this position (and check its epoch).
+        since: Option<WirePosition>,
+        /// Most publications to return; 0 for none, negative for all.
+        limit: i32,
+        /// Newest first.
+        reverse: bool,
+    },
+    /// `room`'s presence.
+    Presence {
+        /// The sender's shard map version.
+        map_version: u64,
+        /// The room.
+        room: String,
+    },
+    /// `room`'s presence counts.
+    PresenceStats {
+        /// The sender's shard map version.
+        map_version: u64,
+        /// The room.
+        room: String,
+    },
+    /// Drop `room`'s retained publications.
+    RemoveHistory {
+        /// The sender's shard map version.
+        map_version: u64,
+        /// The room.
+        room: String,
+    },
+}
+
+impl Call {
+    /// The kind's name, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Call::Join { .. } => "Join",
+            Call::Remove { .. } => "Remove",
+            Call::Publish { .. } => "Publish",
+            Call::History { .. } => "History",
+            Call::Presence { .. } => "Presence",
+            Call::PresenceStats { .. } => "PresenceStats",
+            Call::RemoveHistory { .. } => "RemoveHistory",
+        }
+    }
+}
+
+/// The answer to a [`Call`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CallReply {
+    /// Joined; whether the node is a voter.
+    Joined {
+        /// Voter (otherwise learner).
+        voter: bool,
+    },
+    /// Published at this stream position, at this time.
+    Published {
+        /// The offset assigned (0 with `skip_history`).
+        offset: u64,
+        /// The room's epoch.
+        epoch: String,
+        /// Publication time, Unix milliseconds.
+        time: i64,
+    },
+    /// A history page.
+    History {
+        /// The publications.
+        publications: Vec<WirePublication>,
+        /// The room's current position.
+        position: WirePosition,
+    },
+    /// Presence entries.
+    Presence {
+        /// One per subscribed connection.
+        clients: Vec<WireClientInfo>,
+    },
+    /// Presence counts.
+    PresenceStats {
+        /// Connections.
+        clients: u32,
+        /// Distinct users.
+        users: u32,
+    },
+    /// Done, nothing to report.
+    Done,
+    /// Not done; why.
+    Refused(Refusal),
+}
+
+/// Why a node did not carry out a call or subscribe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Refusal {
+    /// This node does not own the room's shard in its shard map, whose
+    /// version is given: the sender updates its map and retries.
+    NotOwner {
+        /// The refusing node's shard map version.
+        map_version: u64,
+    },
+    /// This node owns the shard but has lost contact with the cluster's
+    /// quorum, so it may no longer own it: it does not sequence.
+    NoQuorum,
+    /// This node is not the Raft leader; the leader it knows, if any.
+    NotLeader {
+        /// The leader's id and cluster address.
+        leader: Option<(NodeId, SocketAddr)>,
+    },
+    /// A history position from another epoch.
+    UnrecoverablePosition,
+    /// A request the owner judged malformed (for example a reverse history
+    /// query from offset 0, or an invalid room name).
+    BadRequest {
+        /// Why.
+        reason: String,
+    },
+    /// Anything else, with a reason for the log.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::NotOwner { map_version } => {
+                write!(f, "not the owner (shard map version {map_version})")
+            }
+            Refusal::NoQuorum => f.write_str("owner has lost contact with the quorum"),
+            Refusal::NotLeader {
+                leader: Some((id, addr)),
+            } => {
+                write!(f, "not the leader; the leader is node {id} at {addr}")
+            }
+            Refusal::NotLeader { leader: None } => f.write_str("not the leader; no leader known"),
+            Refusal::UnrecoverablePosition => f.write_str("unrecoverable position"),
+            Refusal::BadRequest { reason } => write!(f, "bad request: {reason}"),
+            Refusal::Failed { reason } => f.write_str(reason),
+        }
+    }
+}
+
+/// A relay's message to a room's owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ToRoom {
+    /// A local client subscribes: count the relay node in, add presence,
+    /// answer with [`FromRoom::Subscribed`] (or [`FromRoom::Refused`]).
+    Subscribe {
+        /// The sender's shard map version.
+        map_version: u64,
+        /// Pairs the answer with the request.
+        req: u64,
+        /// The subscribing client.
+        client: String,
+        /// Its presence entry, when the namespace keeps presence.
+        presence: Option<WireClientInfo>,
+        /// Recover from this position.
+        recover_since: Option<WirePosition>,
+        /// Most publications a recovery may return.
+        recovery_limit: u32,
+    },
+    /// A local client left (or its connection closed).
+    Unsubscribe {
+        /// The client.
+        client: String,
+    },
+}
+
+/// A room owner's message to a relay node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FromRoom {
+    /// The answer to [`ToRoom::Subscribe`].
+    Subscribed {
+        /// The request answered.
+        req: u64,
+        /// The room's position at subscribe time.
+        position: WirePosition,
+        /// Whether a recovery was asked for and succeeded.
+        recovered: bool,
+        /// Recovered publications, oldest first.
+        publications: Vec<WirePublication>,
+    },
+    /// A [`ToRoom::Subscribe`] was refused.
+    Refused {
+        /// The request answered.
+        req: u64,
+        /// Why.
+        refusal: Refusal,
+    },
+    /// A publication, in offset order.
+    Publication(WirePublication),
+    /// A client joined the room.
+    Join(WireClientInfo),
+    /// A client left the room.
+    Leave(WireClientInfo),
+    /// The owner stopped serving the room (its shard moved or it shut
+    /// down): relays drop their subscribers, who resubscribe.
+    Closed,
+}

@@ -1,0 +1,661 @@
+//! The node's cluster runtime: Raft membership and the shard map (through
+//! `starling_cluster::ClusterNode`), links to every other member, and the data plane that lets a
+//! client on any node use any room.
+//!
+//! - `peers` — one outbound link per member (dialled and re-dialled here), the readers of the
+//!   links other members opened, liveness (pings) and the quorum lease.
+//! - `dispatch` — what a frame from another node does here.
+//! - `relay` — `RelayActor`: the local face of a room owned elsewhere.
+//! - `control` — the loop that reacts to the shard map (ownership changes) and, on the leader,
+//!   reassigns the shards of dead members and rebalances after joins.
+//! - `wire` — conversions between client-protocol and wire types.
+//!
+//! Which link carries what: a node sends its calls, `ToRoom` and `FromRoom` frames on the link
+//! it dialled to the peer (its *outbound* link), so everything one room sends one peer leaves
+//! through one ordered stream. A call is answered on the link it arrived on, which is the
+//! caller's outbound link; that is also how a node that is not a member yet (a joiner) gets its
+//! answer.
+
+mod control;
+mod dispatch;
+mod peers;
+mod relay;
+mod wire;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use serde::Serialize;
+use starling_cluster::{
+    Call, CallReply, ClusterEndpoint, ClusterNode, ClusterNodeConfig, ClusterState, ClusterTls,
+    Frame, MemberRole, NodeInfo, PeerSender, Refusal,
+};
+use starling_placement::NodeId;
+use tokio::sync::{oneshot, watch};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::error::NodeError;
+use crate::node::Node;
+
+pub(crate) use relay::{RelayActor, RelayArgs, RelayMsg};
+pub(crate) use wire::{
+    info_from_wire, info_to_wire, position_from_wire, position_to_wire, publication_from_wire,
+    publication_to_wire, publications_to_wire,
+};
+
+/// Upper bound on one call to another node (publish, history, presence, join).
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often each outbound link is pinged; a pong (or any frame) marks the peer alive.
+const PING_INTERVAL: Duration = Duration::from_millis(250);
+/// How long a joining node keeps trying its seeds before giving up.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// Attempts at a call whose target answers "not the owner" while the maps converge.
+const ROUTE_ATTEMPTS: usize = 20;
+
+/// Everything a node needs to take part in a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// This node's id, unique in the cluster and stable across restarts.
+    pub node_id: NodeId,
+    /// The UDP address the QUIC endpoint binds (port 0 for any).
+    pub listen: SocketAddr,
+    /// The cluster address other members dial; `None` means the bound address.
+    pub advertise: Option<SocketAddr>,
+    /// The client-plane address operators and clients reach this node at (`host:port`).
+    pub http_addr: String,
+    /// Cluster addresses of existing members to join through; empty initializes a new
+    /// one-node cluster (or, after a restart, rejoins the one in the data directory).
+    pub join: Vec<SocketAddr>,
+    /// The cluster CA and this node's certificate.
+    pub tls: ClusterTls,
+    /// The node's data directory; Raft keeps its files in `raft/` inside.
+    pub data_dir: PathBuf,
+    /// Voters the cluster grows to; later members stay learners.
+    pub max_voters: usize,
+    /// Shards of the map a new cluster starts with (a power of two).
+    pub shard_count: u32,
+    /// A member silent this long is declared dead and its shards get new owners. A node that
+    /// hears from less than a quorum of voters for half of this stops sequencing (the lease),
+    /// so an isolated owner never sequences next to its replacement.
+    pub failover_timeout: Duration,
+}
+
+/// A running cluster runtime; [`shutdown`](Self::shutdown) stops it.
+#[derive(Debug)]
+pub struct ClusterHandle {
+    cluster: Arc<Cluster>,
+    tasks: Vec<AbortHandle>,
+}
+
+impl ClusterHandle {
+    /// The bound cluster (QUIC) address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.cluster.local_addr
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.cluster.node_id
+    }
+
+    /// Stops the data plane and Raft, and closes the endpoint. Peers see this node go silent
+    /// and, after the failover timeout, give its shards to others.
+    pub async fn shutdown(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.cluster.peers.clear();
+        if let Some(raft) = self.cluster.raft.write().await.take()
+            && let Err(error) = raft.shutdown().await
+        {
+            warn!(%error, "raft did not stop cleanly");
+        }
+        let endpoint = self
+            .cluster
+            .endpoint
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(endpoint) = endpoint {
+            match Arc::try_unwrap(endpoint) {
+                Ok(endpoint) => endpoint.shutdown().await,
+                Err(shared) => shared.close(),
+            }
+        }
+        info!(node_id = %self.cluster.node_id, "cluster runtime stopped");
+    }
+}
+
+/// One member in [`ClusterStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MemberStatus {
+    /// The member's id.
+    pub node_id: u64,
+    /// `"voter"` or `"learner"`.
+    pub role: &'static str,
+    /// Whether the reporting node hears from it (always true for itself).
+    pub alive: bool,
+    /// Shards it owns in the current map.
+    pub shards: u32,
+    /// Its cluster (QUIC) address.
+    pub cluster_addr: String,
+    /// Its client-plane address.
+    pub http_addr: String,
+}
+
+/// The cluster as one node sees it: `starling cluster status` and `GET /api/cluster`.
+/// Scripts rely on the keys `leader`, `members` (`node_id`, `role`, `alive`, `shards`) and
+/// `shard_map_version`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClusterStatus {
+    /// The node answering.
+    pub node_id: u64,
+    /// The leader it knows of.
+    pub leader: Option<u64>,
+    /// The Raft term.
+    pub term: u64,
+    /// Every member, by id.
+    pub members: Vec<MemberStatus>,
+    /// The shard map's version (0 before the first map).
+    pub shard_map_version: u64,
+    /// Shards in the map.
+    pub shard_count: u32,
+}
+
+/// The shared state of the cluster runtime.
+pub(crate) struct Cluster {
+    node_id: NodeId,
+    settings: ClusterSettings,
+    /// Taken on shutdown, so the UDP port is free again once the runtime stops (a restart on
+    /// the same address needs it).
+    endpoint: std::sync::Mutex<Option<Arc<ClusterEndpoint>>>,
+    /// The bound address, readable after shutdown.
+    local_addr: SocketAddr,
+    /// Taken on shutdown.
+    raft: tokio::sync::RwLock<Option<ClusterNode>>,
+    /// Leader id and term, readable without the mutex.
+    raft_handle: starling_cluster::StarlingRaft,
+    state: watch::Receiver<Arc<ClusterState>>,
+    /// Senders of this node's outbound links, by peer.
+    peers: DashMap<NodeId, PeerSender>,
+    /// When each peer last answered.
+    last_seen: DashMap<NodeId, Instant>,
+    /// Calls in flight, by id.
+    calls: DashMap<u64, oneshot::Sender<CallReply>>,
+    next_id: AtomicU64,
+    started: Instant,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("node_id", &self.node_id)
+            .field("peers", &self.peers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a room's requests go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// This node owns the room (or there is no cluster).
+    Local,
+    /// `owner` does, in map `version`.
+    Remote { owner: NodeId, version: u64 },
+}
+
+/// Starts the cluster runtime for `node`: binds the QUIC endpoint, starts Raft, initializes a
+/// new cluster or joins one through `settings.join`, and starts the data plane.
+pub async fn start_cluster(
+    node: &Node,
+    settings: ClusterSettings,
+) -> Result<ClusterHandle, NodeError> {
+    let cluster_error = |what: &str, error: &dyn std::fmt::Display| NodeError::Cluster {
+        reason: format!("{what}: {error}"),
+    };
+    let (endpoint, incoming) =
+        ClusterEndpoint::bind(settings.listen, settings.tls.clone(), settings.node_id)
+            .map_err(|e| cluster_error("cannot start the cluster endpoint", &e))?;
+    let advertise = settings.advertise.unwrap_or_else(|| endpoint.local_addr());
+    let info = NodeInfo {
+        cluster_addr: advertise,
+        http_addr: settings.http_addr.clone(),
+    };
+    let mut raft_config =
+        ClusterNodeConfig::new(settings.node_id, &settings.data_dir, info.clone());
+    raft_config.max_voters = settings.max_voters;
+    raft_config.shard_count = settings.shard_count;
+    let raft = ClusterNode::start(raft_config, &endpoint)
+        .await
+        .map_err(|e| cluster_error("cannot start raft", &e))?;
+    let state = raft.subscribe();
+    let raft_handle = raft.raft().clone();
+    let local_addr = endpoint.local_addr();
+    let cluster = Arc::new(Cluster {
+        node_id: settings.node_id,
+        endpoint: std::sync::Mutex::new(Some(Arc::new(endpoint))),
+        local_addr,
+        raft: tokio::sync::RwLock::new(Some(raft)),
+        raft_handle,
+        state,
+        peers: DashMap::new(),
+        last_seen: DashMap::new(),
+        calls: DashMap::new(),
+        next_id: AtomicU64::new(1),
+        started: Instant::now(),
+        settings,
+    });
+    node.attach_cluster(Arc::clone(&cluster));
+    let mut tasks = vec![peers::spawn_acceptor(node.clone(), incoming)];
+    tasks.push(peers::spawn_link_manager(
+        node.clone(),
+        Arc::clone(&cluster),
+    ));
+
+    let initialized = {
+        let guard = cluster.raft.read().await;
+        match guard.as_ref() {
+            Some(raft) => raft
+                .is_initialized()
+                .await
+                .map_err(|e| cluster_error("cannot read raft state", &e))?,
+            None => false,
+        }
+    };
+    if initialized {
+        // A restart: Raft has its log and rejoins its cluster by itself.
+        info!(node_id = %cluster.node_id, addr = %advertise, "cluster node restarted");
+    } else if cluster.settings.join.is_empty() {
+        let guard = cluster.raft.read().await;
+        if let Some(raft) = guard.as_ref() {
+            raft.initialize()
+                .await
+                .map_err(|e| cluster_error("cannot initialize the cluster", &e))?;
+        }
+        info!(node_id = %cluster.node_id, addr = %advertise, "new one-node cluster up");
+    } else {
+        peers::join(&cluster, info).await?;
+    }
+    tasks.push(control::spawn(node.clone(), Arc::clone(&cluster)));
+    Ok(ClusterHandle { cluster, tasks })
+}
+
+impl Cluster {
+    /// The endpoint, unless the runtime stopped.
+    pub(crate) fn endpoint(&self) -> Option<Arc<ClusterEndpoint>> {
+        self.endpoint
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// The applied cluster state.
+    pub(crate) fn state(&self) -> Arc<ClusterState> {
+        self.state.borrow().clone()
+    }
+
+    /// The current shard map version (0 before the first map).
+    pub(crate) fn map_version(&self) -> u64 {
+        self.state
+            .borrow()
+            .shard_map
+            .as_ref()
+            .map_or(0, |map| map.version())
+    }
+
+    /// Who owns `room` in the current map.
+    pub(crate) fn route(&self, room: &str) -> Route {
+        let state = self.state.borrow();
+        match &state.shard_map {
+            Some(map) => {
+                let owner = map.owner_of_room(room);
+                if owner == self.node_id {
+                    Route::Local
+                } else {
+                    Route::Remote {
+                        owner,
+                        version: map.version(),
+                    }
+                }
+            }
+            // Before the first map (a joiner catching up) everything waits for one.
+            None => Route::Remote {
+                owner: self.node_id,
+                version: 0,
+            },
+        }
+    }
+
+    /// Whether this node owns `room` in its current map.
+    pub(crate) fn owns(&self, room: &str) -> bool {
+        self.route(room) == Route::Local
+    }
+
+    /// Waits (bounded) until the local map has at least `version`.
+    pub(crate) async fn wait_for_map(&self, version: u64) {
+        let mut state = self.state.clone();
+        let reached = state.wait_for(|s| {
+            s.shard_map
+                .as_ref()
+                .is_some_and(|map| map.version() >= version)
+        });
+        let _ = tokio::time::timeout(Duration::from_secs(2), reached).await;
+    }
+
+    /// Whether `peer` answered within the failover timeout (this node always counts).
+    pub(crate) fn is_alive(&self, peer: NodeId) -> bool {
+        if peer == self.node_id {
+            return true;
+        }
+        self.seen_within(peer, self.settings.failover_timeout)
+    }
+
+    fn seen_within(&self, peer: NodeId, window: Duration) -> bool {
+        let last = self
+            .last_seen
+            .get(&peer)
+            .map_or(self.started, |seen| *seen.value());
+        last.elapsed() < window
+    }
+
+    /// The lease: whether this node heard from a quorum of voters (itself included when it
+    /// votes) within half the failover timeout. An owner without it does not sequence: the
+    /// rest of the cluster may already have given its shards to another node.
+    pub(crate) fn has_quorum(&self) -> bool {
+        let state = self.state.borrow();
+        let voters = state.voter_ids();
+        if voters.is_empty() {
+            return true;
+        }
+        let lease = self.settings.failover_timeout / 2;
+        let heard = voters
+            .iter()
+            .filter(|&&v| v == self.node_id || self.seen_within(v, lease))
+            .count();
+        heard * 2 > voters.len()
+    }
+
+    /// Queues `frame` on the outbound link to `peer`. False when there is no link or its
+    /// queue is full (the frame is dropped; relays detect the gap by offset).
+    pub(crate) fn send(&self, peer: NodeId, frame: Frame) -> bool {
+        match self.peers.get(&peer) {
+            Some(sender) => sender.try_send(frame).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Calls `peer` and waits for its answer.
+    pub(crate) async fn call(&self, peer: NodeId, call: Call) -> Result<CallReply, NodeError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.calls.insert(id, tx);
+        let kind = call.kind();
+        if !self.send(peer, Frame::Call { id, call }) {
+            self.calls.remove(&id);
+            return Err(NodeError::PeerUnavailable { node: peer.0 });
+        }
+        match tokio::time::timeout(CALL_TIMEOUT, rx).await {
+            Ok(Ok(reply)) => Ok(reply),
+            _ => {
+                self.calls.remove(&id);
+                warn!(%peer, call = kind, "cluster call unanswered");
+                Err(NodeError::PeerUnavailable { node: peer.0 })
+            }
+        }
+    }
+
+    /// Completes call `id` with `reply`.
+    pub(crate) fn answer(&self, id: u64, reply: CallReply) {
+        if let Some((_, tx)) = self.calls.remove(&id) {
+            let _ = tx.send(reply);
+        }
+    }
+
+    /// The status report of `starling cluster status`.
+    pub(crate) fn status(&self) -> ClusterStatus {
+        let metrics = self.raft_handle.metrics().borrow().clone();
+        let state = self.state();
+        let counts = state
+            .shard_map
+            .as_ref()
+            .map(|map| map.counts_per_node())
+            .unwrap_or_default();
+        let members = state
+            .members
+            .iter()
+            .map(|(id, member)| MemberStatus {
+                node_id: id.0,
+                role: if member.voter { "voter" } else { "learner" },
+                alive: self.is_alive(*id),
+                shards: counts.get(id).copied().unwrap_or(0),
+                cluster_addr: member.addr.to_string(),
+                http_addr: member.http_addr.clone(),
+            })
+            .collect();
+        ClusterStatus {
+            node_id: self.node_id.0,
+            leader: metrics.current_leader,
+            term: metrics.current_term,
+            members,
+            shard_map_version: state.shard_map.as_ref().map_or(0, |m| m.version()),
+            shard_count: state.shard_map.as_ref().map_or(0, |m| m.shard_count()),
+        }
+    }
+
+    /// The leader's id and cluster address, as this node knows them.
+    fn leader(&self) -> Option<(NodeId, SocketAddr)> {
+        let leader = NodeId(self.raft_handle.metrics().borrow().current_leader?);
+        let addr = self.state().members.get(&leader)?.addr;
+        Some((leader, addr))
+    }
+
+    /// On the leader: adds `node_id`. Elsewhere: names the leader.
+    async fn handle_join(&self, node_id: NodeId, info: NodeInfo) -> CallReply {
+        let guard = self.raft.read().await;
+        let Some(raft) = guard.as_ref() else {
+            return refused_failed("shutting down");
+        };
+        if !raft.is_leader() {
+            return CallReply::Refused(Refusal::NotLeader {
+                leader: self.leader(),
+            });
+        }
+        match raft.add_member(node_id, info).await {
+            Ok(role) => {
+                info!(%node_id, ?role, "member joined");
+                CallReply::Joined {
+                    voter: role == MemberRole::Voter,
+                }
+            }
+            Err(error) => refused_failed(&error.to_string()),
+        }
+    }
+
+    /// On the leader: moves `node_id`'s shards away, then removes it.
+    async fn handle_remove(&self, node_id: NodeId) -> CallReply {
+        let guard = self.raft.read().await;
+        let Some(raft) = guard.as_ref() else {
+            return refused_failed("shutting down");
+        };
+        if !raft.is_leader() {
+            return CallReply::Refused(Refusal::NotLeader {
+                leader: self.leader(),
+            });
+        }
+        if node_id == self.node_id {
+            return CallReply::Refused(Refusal::BadRequest {
+                reason: "the leader cannot remove itself; remove it through another member \
+                         after a new leader is elected, or stop it first"
+                    .into(),
+            });
+        }
+        if let Err(error) = control::drain(raft, node_id).await {
+            return refused_failed(&error.to_string());
+        }
+        match raft.remove(node_id).await {
+            Ok(()) => CallReply::Done,
+            Err(error) => refused_failed(&error.to_string()),
+        }
+    }
+}
+
+fn refused_failed(reason: &str) -> CallReply {
+    CallReply::Refused(Refusal::Failed {
+        reason: reason.to_string(),
+    })
+}
+
+impl Node {
+    /// The cluster as this node sees it; `None` when the node runs without a cluster runtime
+    /// (embedded in tests).
+    pub fn cluster_status(&self) -> Option<ClusterStatus> {
+        self.cluster().map(|cluster| cluster.status())
+    }
+
+    /// The node id that owns `room` in this node's shard map; `None` without a cluster or
+    /// before the first map.
+    pub fn room_owner(&self, room: &str) -> Option<u64> {
+        let cluster = self.cluster()?;
+        let state = cluster.state();
+        state
+            .shard_map
+            .as_ref()
+            .map(|map| map.owner_of_room(room).0)
+    }
+
+    /// Removes member `node_id` from the cluster (after moving its shards to other members),
+    /// asking the leader wherever it is.
+    pub async fn cluster_remove(&self, node_id: u64) -> Result<(), NodeError> {
+        let cluster = self.cluster().ok_or(NodeError::Cluster {
+            reason: "this node runs without a cluster".into(),
+        })?;
+        let target = NodeId(node_id);
+        if !cluster.state().members.contains_key(&target) {
+            return Err(NodeError::Cluster {
+                reason: format!("node {node_id} is not a member"),
+            });
+        }
+        for _ in 0..ROUTE_ATTEMPTS {
+            let reply = match cluster.leader() {
+                Some((leader, _)) if leader == cluster.node_id => {
+                    cluster.handle_remove(target).await
+                }
+                Some((leader, _)) => {
+                    cluster
+                        .call(leader, Call::Remove { node_id: target })
+                        .await?
+                }
+                None => CallReply::Refused(Refusal::NotLeader { leader: None }),
+            };
+            match reply {
+                CallReply::Done => return Ok(()),
+                CallReply::Refused(Refusal::NotLeader { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                CallReply::Refused(refusal) => {
+                    return Err(NodeError::Cluster {
+                        reason: refusal.to_string(),
+                    });
+                }
+                other => {
+                    return Err(NodeError::Cluster {
+                        reason: format!("unexpected answer {other:?}"),
+                    });
+                }
+            }
+        }
+        Err(NodeError::Cluster {
+            reason: "no leader answered".into(),
+        })
+    }
+
+    /// Calls the owner of `room` when that is another node, following ownership changes.
+    /// `Ok(None)` means this node owns the room and the caller serves it locally (after
+    /// [`Node::check_lease`]).
+    pub(crate) async fn call_owner(
+        &self,
+        room: &str,
+        make: impl Fn(u64) -> Call,
+    ) -> Result<Option<CallReply>, NodeError> {
+        let Some(cluster) = self.cluster() else {
+            return Ok(None);
+        };
+        for _ in 0..ROUTE_ATTEMPTS {
+            match cluster.route(room) {
+                Route::Local => return Ok(None),
+                Route::Remote { version: 0, .. } => cluster.wait_for_map(1).await,
+                Route::Remote { owner, version } => {
+                    self.metrics().forwarded_call();
+                    match cluster.call(owner, make(version)).await? {
+                        CallReply::Refused(Refusal::NotOwner { map_version }) => {
+                            self.await_map_change(cluster, version, map_version).await;
+                        }
+                        reply => return Ok(Some(reply)),
+                    }
+                }
+            }
+        }
+        Err(NodeError::Cluster {
+            reason: format!("no owner found for room {room}"),
+        })
+    }
+
+    /// After a "not the owner" answer: wait until this node's map is past both versions, or a
+    /// short while when the other node is the one behind.
+    pub(crate) async fn await_map_change(&self, cluster: &Cluster, mine: u64, theirs: u64) {
+        if theirs > mine {
+            cluster.wait_for_map(theirs).await;
+        } else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Refuses to sequence while this node does not hold the quorum lease.
+    pub(crate) fn check_lease(&self) -> Result<(), NodeError> {
+        match self.cluster() {
+            Some(cluster) if !cluster.has_quorum() => Err(NodeError::NoQuorum),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The answer of a call that should have been another variant.
+pub(crate) fn unexpected(reply: CallReply) -> NodeError {
+    match reply {
+        CallReply::Refused(Refusal::UnrecoverablePosition) => {
+            NodeError::Room(starling_room::RoomError::UnrecoverablePosition {
+                requested_epoch: String::new(),
+                current_epoch: String::new(),
+            })
+        }
+        CallReply::Refused(Refusal::NoQuorum) => NodeError::NoQuorum,
+        CallReply::Refused(Refusal::BadRequest { reason }) => NodeError::Remote {
+            bad_request: true,
+            reason,
+        },
+        CallReply::Refused(refusal) => NodeError::Remote {
+            bad_request: false,
+            reason: refusal.to_string(),
+        },
+        other => NodeError::Remote {
+            bad_request: false,
+            reason: format!("unexpected answer {other:?}"),
+        },
+    }
+}
+
+/// Shards per node of a state, for logs.
+pub(crate) fn shard_counts(state: &ClusterState) -> BTreeMap<NodeId, u32> {
+    state
+        .shard_map
+        .as_ref()
+        .map(|map| map.counts_per_node())
+        .unwrap_or_default()
+}

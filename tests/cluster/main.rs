@@ -1,0 +1,330 @@
+//! Three real nodes in one cluster (in-process, real QUIC with mutual TLS, real WebSockets):
+//! publish and subscribe across nodes, per-room order with publishers everywhere, recovery on
+//! another node, copies per publication, presence from any node, and failover.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use starling_protocol::{Encoding, StreamPosition, SubscribeRequest};
+use starling_tests::cluster::{TEST_FAILOVER, TestCluster};
+use starling_tests::{BASE_CONFIG, WAIT, connect_as, eventually, next_pub, next_push_where, sub};
+
+fn json(value: serde_json::Value) -> Bytes {
+    Bytes::from(value.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_and_subscribe_across_nodes() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(3, BASE_CONFIG).await?;
+    // One room owned by each node, so every path (local owner, relay) is taken.
+    for owner in 1..=3 {
+        let room = cluster.room_owned_by(owner, "across-");
+        let mut subscribers = Vec::new();
+        for id in 1..=3 {
+            let (client, _) = connect_as(&cluster.member(id).node, "sub", Encoding::Json).await?;
+            let subscribed = client.subscribe(sub(&room)).await?;
+            subscribers.push((client, subscribed));
+        }
+        for publisher in 1..=3 {
+            let (client, _) =
+                connect_as(&cluster.member(publisher).node, "pub", Encoding::Json).await?;
+            client.subscribe(sub(&room)).await?;
+            let data = json(serde_json::json!({ "from": publisher }));
+            client.publish(&room, data.clone()).await?;
+            for (subscriber, _) in &subscribers {
+                let publication = next_pub(subscriber, &room).await?;
+                assert_eq!(publication.data, data, "room {room}, publisher {publisher}");
+            }
+        }
+        // Every subscriber saw the same offsets, in the same epoch.
+        let epochs: Vec<&str> = subscribers.iter().map(|(_, s)| s.epoch.as_str()).collect();
+        assert!(
+            epochs.windows(2).all(|w| w[0] == w[1]),
+            "one epoch: {epochs:?}"
+        );
+    }
+    cluster.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_room_order_holds_with_publishers_on_every_node() -> anyhow::Result<()> {
+    const EACH: usize = 40;
+    let cluster = TestCluster::start(3, BASE_CONFIG).await?;
+    let room = cluster.room_owned_by(2, "order-");
+    let mut subscribers = Vec::new();
+    for id in 1..=3 {
+        let (client, _) =
+            connect_as(&cluster.member(id).node, "reader", Encoding::Protobuf).await?;
+        let subscribed = client.subscribe(sub(&room)).await?;
+        subscribers.push((client, subscribed.offset));
+    }
+    let mut publishers = Vec::new();
+    for id in 1..=3u64 {
+        let (client, _) = connect_as(&cluster.member(id).node, "writer", Encoding::Json).await?;
+        // Publishing needs a subscription in the default namespace.
+        client.subscribe(sub(&room)).await?;
+        let room = room.clone();
+        publishers.push(tokio::spawn(async move {
+            for n in 0..EACH {
+                let data = json(serde_json::json!({ "node": id, "n": n }));
+                client.publish(&room, data).await?;
+            }
+            anyhow::Ok(client)
+        }));
+    }
+    for publisher in publishers {
+        publisher.await??;
+    }
+    for (subscriber, start) in &subscribers {
+        let mut last = *start;
+        let mut per_publisher: HashMap<u64, i64> = HashMap::new();
+        for _ in 0..3 * EACH {
+            let publication = next_pub(subscriber, &room).await?;
+            assert_eq!(publication.offset, last + 1, "offsets strictly +1, no gaps");
+            last = publication.offset;
+            let body: serde_json::Value = serde_json::from_slice(&publication.data)?;
+            let node = body["node"].as_u64().expect("node");
+            let n = body["n"].as_i64().expect("n");
+            let previous = per_publisher.insert(node, n).unwrap_or(-1);
+            assert_eq!(n, previous + 1, "each publisher's messages in its order");
+        }
+    }
+    cluster.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_after_reconnecting_to_another_node() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(3, BASE_CONFIG).await?;
+    let room = cluster.room_owned_by(2, "recover-");
+    let (first, _) = connect_as(&cluster.member(1).node, "roamer", Encoding::Json).await?;
+    let subscribed = first.subscribe(sub(&room)).await?;
+    // The publisher's subscription keeps the room (and its epoch) alive meanwhile.
+    let (publisher, _) = connect_as(&cluster.member(2).node, "pub", Encoding::Json).await?;
+    publisher.subscribe(sub(&room)).await?;
+    drop(first);
+
+    for n in 0..5 {
+        publisher
+            .publish(&room, json(serde_json::json!({ "n": n })))
+            .await?;
+    }
+    let (again, _) = connect_as(&cluster.member(3).node, "roamer", Encoding::Json).await?;
+    let recovered = again
+        .subscribe(SubscribeRequest {
+            recover: true,
+            offset: subscribed.offset,
+            epoch: subscribed.epoch.clone(),
+            ..sub(&room)
+        })
+        .await?;
+    assert!(recovered.was_recovering);
+    assert!(recovered.recovered, "history reaches back");
+    assert_eq!(recovered.epoch, subscribed.epoch);
+    let offsets: Vec<u64> = recovered.publications.iter().map(|p| p.offset).collect();
+    let expected: Vec<u64> = (1..=5).map(|i| subscribed.offset + i).collect();
+    assert_eq!(offsets, expected);
+
+    // History and presence answer the same from every node.
+    for id in 1..=3 {
+        let (client, _) = connect_as(&cluster.member(id).node, "reader", Encoding::Json).await?;
+        client.subscribe(sub(&room)).await?;
+        let history = client
+            .history(starling_protocol::HistoryRequest {
+                channel: room.clone(),
+                limit: -1,
+                ..Default::default()
+            })
+            .await?;
+        assert_eq!(history.publications.len(), 5, "history via node {id}");
+        let stats = client.presence_stats(&room).await?;
+        assert!(stats.num_clients >= 2, "presence via node {id}: {stats:?}");
+        let presence = client.presence(&room).await?;
+        assert!(presence.presence.values().any(|info| info.user == "roamer"));
+    }
+    cluster.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_copy_per_other_node_with_subscribers() -> anyhow::Result<()> {
+    const SUBSCRIBERS: usize = 1_000;
+    const PUBLICATIONS: u64 = 10;
+    let cluster = TestCluster::start(3, BASE_CONFIG).await?;
+    let room = cluster.room_owned_by(1, "fanout-");
+    // 1,000 subscribers over the three nodes.
+    let mut clients = Vec::with_capacity(SUBSCRIBERS);
+    for i in 0..SUBSCRIBERS {
+        let id = (i % 3) as u64 + 1;
+        let (client, _) = connect_as(&cluster.member(id).node, "crowd", Encoding::Protobuf).await?;
+        client
+            .subscribe(SubscribeRequest {
+                channel: room.clone(),
+                ..Default::default()
+            })
+            .await?;
+        clients.push(client);
+    }
+    let owner = &cluster.member(1).node.node;
+    let before = owner.metrics().snapshot().cluster_copies;
+    let (publisher, _) = connect_as(&cluster.member(1).node, "pub", Encoding::Json).await?;
+    publisher.subscribe(sub(&room)).await?;
+    for n in 0..PUBLICATIONS {
+        publisher
+            .publish(&room, json(serde_json::json!({ "n": n })))
+            .await?;
+    }
+    for client in &clients {
+        for _ in 0..PUBLICATIONS {
+            next_pub(client, &room).await?;
+        }
+    }
+    let copies = owner.metrics().snapshot().cluster_copies - before;
+    // Two other nodes have subscribers: two copies per publication, not one per subscriber.
+    assert_eq!(copies, 2 * PUBLICATIONS, "cross-node copies");
+    for id in 2..=3 {
+        let relay_node = &cluster.member(id).node.node;
+        assert_eq!(relay_node.metrics().snapshot().cluster_copies, 0);
+    }
+    cluster.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_an_owner_moves_its_shards_and_clients_resubscribe() -> anyhow::Result<()> {
+    let mut cluster = TestCluster::start(3, BASE_CONFIG).await?;
+    let room = cluster.room_owned_by(3, "failover-");
+    let (client, _) = connect_as(&cluster.member(1).node, "survivor", Encoding::Json).await?;
+    let before = client.subscribe(sub(&room)).await?;
+    let (watcher, _) = connect_as(&cluster.member(2).node, "watcher", Encoding::Json).await?;
+    watcher.subscribe(sub(&room)).await?;
+    // The victim holds a presence entry in a room owned by node 1.
+    let presence_room = cluster.room_owned_by(1, "presence-");
+    let (victim, _) = connect_as(&cluster.member(3).node, "victim", Encoding::Json).await?;
+    victim.subscribe(sub(&presence_room)).await?;
+    let owner1 = cluster.member(1).node.node.clone();
+    assert_eq!(owner1.presence(&presence_room).await?.len(), 1);
+
+    let killed_at = tokio::time::Instant::now();
+    cluster.kill(3).await;
+    drop(victim);
+
+    // The subscriber on node 1 is told to resubscribe (2500) once the shard has a new owner.
+    let code = next_push_where(&client, |push| {
+        (push.channel == room).then_some(push.unsubscribe?.code)
+    });
+    let code = tokio::time::timeout(TEST_FAILOVER * 5, code).await??;
+    assert_eq!(code, 2500);
+    let moved_within = killed_at.elapsed();
+    assert!(
+        moved_within < Duration::from_secs(10),
+        "took {moved_within:?}"
+    );
+    let new_owner = cluster.owner_of(1, &room);
+    assert_ne!(new_owner, 3);
+
+    // Resubscribing with recovery gets a new epoch and recovered: false.
+    let again = client
+        .subscribe(SubscribeRequest {
+            recover: true,
+            offset: before.offset,
+            epoch: before.epoch.clone(),
+            ..sub(&room)
+        })
+        .await?;
+    assert_ne!(again.epoch, before.epoch, "the room restarted");
+    assert!(!again.recovered);
+    client
+        .publish(&room, json(serde_json::json!({"after": "failover"})))
+        .await?;
+    next_pub(&client, &room).await?;
+
+    // Promise 10: the dead node's presence entries go within seconds.
+    let gone = eventually(TEST_FAILOVER * 3, || {
+        let owner1 = owner1.clone();
+        let room = presence_room.clone();
+        async move { owner1.presence(&room).await.is_ok_and(|p| p.is_empty()) }
+    })
+    .await;
+    assert!(gone, "presence of the dead node's clients was purged");
+    cluster.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_and_restarting_a_node() -> anyhow::Result<()> {
+    let mut cluster = TestCluster::start(3, BASE_CONFIG).await?;
+    let leader = cluster.member(1).status().leader.expect("a leader");
+    let leader_addr = cluster.member(leader).cluster_addr;
+    cluster.kill(leader).await;
+    cluster.settled().await?;
+    let survivor = cluster.running().next().expect("a survivor").id;
+    let new_leader = cluster
+        .member(survivor)
+        .status()
+        .leader
+        .expect("a new leader");
+    assert_ne!(new_leader, leader);
+
+    // Every room is served again: publish through each survivor into rooms of every owner.
+    for member in cluster.running() {
+        let (client, _) = connect_as(&member.node, "after", Encoding::Json).await?;
+        for owner in cluster.running().map(|m| m.id) {
+            let room = cluster.room_owned_by(owner, "leaderless-");
+            client.subscribe(sub(&room)).await?;
+            client
+                .publish(&room, json(serde_json::json!({"ok": true})))
+                .await?;
+            next_pub(&client, &room).await?;
+            client.unsubscribe(&room).await?;
+        }
+    }
+
+    // The old leader comes back on its data directory and gets shards again.
+    cluster.restart(leader, leader_addr).await?;
+    cluster.settled().await?;
+    let status = cluster.member(leader).status();
+    assert_eq!(status.members.len(), 3);
+    let room = cluster.room_owned_by(leader, "back-");
+    let (client, _) = connect_as(&cluster.member(leader).node, "back", Encoding::Json).await?;
+    client.subscribe(sub(&room)).await?;
+    client
+        .publish(&room, json(serde_json::json!({"back": true})))
+        .await?;
+    next_pub(&client, &room).await?;
+    cluster.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_api_publish_works_on_any_node() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(3, BASE_CONFIG).await?;
+    let room = cluster.room_owned_by(3, "api-");
+    let (client, _) = connect_as(&cluster.member(1).node, "listener", Encoding::Json).await?;
+    let subscribed = client.subscribe(sub(&room)).await?;
+    let position = cluster
+        .member(2)
+        .node
+        .node
+        .publish_from_api(
+            &room,
+            json(serde_json::json!({"api": 1})),
+            Default::default(),
+            false,
+        )
+        .await?
+        .expect("a position");
+    assert_eq!(
+        position,
+        StreamPosition {
+            offset: subscribed.offset + 1,
+            epoch: subscribed.epoch.clone()
+        }
+    );
+    let publication = tokio::time::timeout(WAIT, next_pub(&client, &room)).await??;
+    assert_eq!(publication.offset, position.offset);
+    cluster.stop().await;
+    Ok(())
+}
