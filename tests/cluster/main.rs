@@ -154,18 +154,26 @@ async fn one_copy_per_other_node_with_subscribers() -> anyhow::Result<()> {
     const PUBLICATIONS: u64 = 10;
     let cluster = TestCluster::start(3, BASE_CONFIG).await?;
     let room = cluster.room_owned_by(1, "fanout-");
-    // 1,000 subscribers over the three nodes.
+    // 1,000 subscribers over the three nodes, connected 50 at a time.
     let mut clients = Vec::with_capacity(SUBSCRIBERS);
-    for i in 0..SUBSCRIBERS {
-        let id = (i % 3) as u64 + 1;
-        let (client, _) = connect_as(&cluster.member(id).node, "crowd", Encoding::Protobuf).await?;
-        client
-            .subscribe(SubscribeRequest {
-                channel: room.clone(),
-                ..Default::default()
+    for batch in (0..SUBSCRIBERS).collect::<Vec<_>>().chunks(50) {
+        let joins = batch.iter().map(|&i| {
+            let node = cluster.member((i % 3) as u64 + 1).node.ws_url();
+            let room = room.clone();
+            tokio::spawn(async move {
+                let token = starling_tests::hs256_token(starling_tests::SECRET, "crowd", None);
+                let (client, _) = starling_client::Client::builder(node)
+                    .encoding(Encoding::Protobuf)
+                    .token(token)
+                    .connect()
+                    .await?;
+                client.subscribe(sub(&room)).await?;
+                anyhow::Ok(client)
             })
-            .await?;
-        clients.push(client);
+        });
+        for joined in futures_util::future::join_all(joins).await {
+            clients.push(joined??);
+        }
     }
     let owner = &cluster.member(1).node.node;
     let before = owner.metrics().snapshot().cluster_copies;

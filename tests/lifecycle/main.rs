@@ -270,9 +270,32 @@ async fn per_ip_limit_refuses_with_3504_until_a_slot_frees() -> anyhow::Result<(
 }
 
 #[tokio::test]
+async fn connection_rate_limit_queues_a_storm_instead_of_refusing_it() -> anyhow::Result<()> {
+    // Promise 9: 12 connections at once against 5 per second with a 2 s queue: 5 from the
+    // burst, 7 queued and admitted at the rate; none refused.
+    let mut config = Config::from_toml_str(BASE_CONFIG)?;
+    config.client.connection_rate_limit = 5;
+    config.client.connection_queue_timeout = GoDuration::from_secs(2);
+    let node = TestNode::start_with(&mut config).await?;
+    let connects = (0..12).map(|i| {
+        let node = &node;
+        async move { connect_as(node, &format!("storm{i}"), Encoding::Json).await }
+    });
+    let results = futures_util::future::join_all(connects).await;
+    let failed: Vec<String> = results
+        .iter()
+        .filter_map(|r| r.as_ref().err().map(|e| e.to_string()))
+        .collect();
+    assert!(failed.is_empty(), "refused: {failed:?}");
+    node.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
 async fn connection_rate_limit_refuses_with_3013() -> anyhow::Result<()> {
     let mut config = Config::from_toml_str(BASE_CONFIG)?;
     config.client.connection_rate_limit = 3;
+    config.client.connection_queue_timeout = GoDuration::from_secs(0);
     let node = TestNode::start_with(&mut config).await?;
     let mut codes = Vec::new();
     let mut clients = Vec::new();

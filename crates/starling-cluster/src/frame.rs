@@ -322,6 +322,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    use crate::data::{WireClientInfo, WirePosition, WirePublication};
+
     fn with_prefix(body: &[u8]) -> Vec<u8> {
         let mut out = (body.len() as u32).to_be_bytes().to_vec();
         out.extend_from_slice(body);
@@ -498,7 +500,100 @@ mod tests {
             proptest::collection::vec(any::<u8>(), 0..64).prop_map(|body| Frame::RaftResponse {
                 body: RaftBody(body)
             }),
+            (any::<u64>(), ".{0,20}", arb_publication()).prop_map(|(id, room, p)| Frame::Call {
+                id,
+                call: Call::Publish {
+                    map_version: id,
+                    room,
+                    data: p.data,
+                    info: p.info,
+                    tags: p.tags,
+                    skip_history: id % 2 == 0,
+                },
+            }),
+            (any::<u64>(), any::<u64>(), ".{0,12}").prop_map(|(id, offset, epoch)| {
+                Frame::Reply {
+                    id,
+                    reply: CallReply::Published {
+                        offset,
+                        epoch,
+                        time: 0,
+                    },
+                }
+            }),
+            (".{0,20}", any::<u64>(), proptest::option::of(arb_info())).prop_map(
+                |(room, req, presence)| Frame::ToRoom {
+                    room,
+                    msg: ToRoom::Subscribe {
+                        map_version: req,
+                        req,
+                        client: "c".into(),
+                        presence,
+                        recover_since: Some(WirePosition {
+                            offset: req,
+                            epoch: "e".into(),
+                        }),
+                        recovery_limit: 100,
+                    },
+                }
+            ),
+            (
+                ".{0,20}",
+                proptest::collection::vec(arb_publication(), 0..4),
+                any::<bool>()
+            )
+                .prop_map(|(room, publications, recovered)| Frame::FromRoom {
+                    room,
+                    msg: FromRoom::Subscribed {
+                        req: 1,
+                        position: WirePosition {
+                            offset: 9,
+                            epoch: "e".into(),
+                        },
+                        recovered,
+                        publications,
+                    },
+                }),
+            (".{0,20}", arb_publication()).prop_map(|(room, p)| Frame::FromRoom {
+                room,
+                msg: FromRoom::Publication(p),
+            }),
+            ".{0,20}".prop_map(|room| Frame::FromRoom {
+                room,
+                msg: FromRoom::Closed,
+            }),
         ]
+    }
+
+    fn arb_info() -> impl Strategy<Value = WireClientInfo> {
+        (
+            ".{0,10}",
+            ".{0,10}",
+            proptest::collection::vec(any::<u8>(), 0..16),
+        )
+            .prop_map(|(user, client, info)| WireClientInfo {
+                user,
+                client,
+                conn_info: info.clone().into(),
+                chan_info: info.into(),
+            })
+    }
+
+    fn arb_publication() -> impl Strategy<Value = WirePublication> {
+        (
+            any::<u64>(),
+            proptest::collection::vec(any::<u8>(), 0..64),
+            proptest::option::of(arb_info()),
+            proptest::collection::btree_map(".{0,5}", ".{0,5}", 0..3),
+            any::<i64>(),
+        )
+            .prop_map(|(offset, data, info, tags, time)| WirePublication {
+                offset,
+                data: data.into(),
+                info,
+                tags,
+                time,
+            })
     }
 
     proptest! {

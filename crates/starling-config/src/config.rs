@@ -127,7 +127,7 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
-            level: "info".to_owned(),
+            level: "info,openraft=warn".to_owned(),
             format: LogFormat::Text,
         }
     }
@@ -170,6 +170,10 @@ pub struct ClientConfig {
     /// New client connections this node accepts per second (token bucket, bursts up to one
     /// second's worth); 0 = unlimited. Starling's own.
     pub connection_rate_limit: u32,
+    /// How long a new connection past `connection_rate_limit` may wait in the admission queue
+    /// (admitted at the rate, in arrival order) before it is refused with 3013; 0 refuses at
+    /// once. Absorbs reconnection storms when a node dies. Starling's own.
+    pub connection_queue_timeout: GoDuration,
     /// Commands one connection may send per second (token bucket); 0 = unlimited. Starling's
     /// own. Pongs do not count.
     pub command_rate_limit: u32,
@@ -202,6 +206,7 @@ impl Default for ClientConfig {
             connection_limit: 0,
             connection_limit_per_ip: 0,
             connection_rate_limit: 0,
+            connection_queue_timeout: GoDuration::from_secs(2),
             command_rate_limit: 0,
             command_rate_burst: 50,
             history_max_publication_limit: 300,

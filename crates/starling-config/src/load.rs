@@ -347,7 +347,7 @@ allow_history_for_subscriber = true
         assert_eq!(c.node.data_dir, std::path::PathBuf::from("./starling-data"));
         assert_eq!(c.node.http_addr, "127.0.0.1:8000");
         assert_eq!(c.node.name, "");
-        assert_eq!(c.log.level, "info");
+        assert_eq!(c.log.level, "info,openraft=warn");
         assert_eq!(c.log.format, LogFormat::Text);
         assert!(c.client.allowed_origins.is_empty());
         assert!(!c.client.allow_anonymous_connect_without_token);

@@ -257,7 +257,7 @@ impl Node {
         remote: Option<SocketAddr>,
         mode: TransportMode,
     ) -> Result<ConnectionHandle, NodeError> {
-        if let Err(refused) = self.admit(remote.map(|addr| addr.ip())) {
+        if let Err(refused) = self.admit(remote.map(|addr| addr.ip())).await {
             self.inner
                 .metrics
                 .error_code(u32::from(refused.refusal().code));
@@ -330,20 +330,29 @@ impl Node {
         }
     }
 
-    /// Admission control for a new connection from `ip`: the connection rate, the node-wide
-    /// limit and the per-IP limit. On success the connection counts against its IP until
+    /// Admission control for a new connection from `ip`: the connection rate (with its
+    /// queue), the node-wide limit and the per-IP limit. On success the connection counts against its IP until
     /// [`Node::release_ip`].
-    fn admit(&self, ip: Option<IpAddr>) -> Result<(), NodeError> {
+    async fn admit(&self, ip: Option<IpAddr>) -> Result<(), NodeError> {
         let client = &self.inner.config.client;
         if let Some(bucket) = &self.inner.connection_rate {
-            let admitted = bucket
+            // Past the rate, a connection queues for a later token (promise 9: a reconnection
+            // storm is spread, not refused) unless the queue is longer than the timeout.
+            let wait = bucket
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .try_take(tokio::time::Instant::now());
-            if !admitted {
-                return Err(NodeError::ConnectionRate {
-                    limit: client.connection_rate_limit,
-                });
+                .reserve(
+                    tokio::time::Instant::now(),
+                    client.connection_queue_timeout.0,
+                );
+            match wait {
+                Some(wait) if wait.is_zero() => {}
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => {
+                    return Err(NodeError::ConnectionRate {
+                        limit: client.connection_rate_limit,
+                    });
+                }
             }
         }
         let limit = client.connection_limit;

@@ -2,6 +2,8 @@
 //!
 //! Time is passed in, so the bucket is tested without a clock.
 
+use std::time::Duration;
+
 use tokio::time::Instant;
 
 /// Refills at `rate` tokens per second up to `burst`; each admitted event takes one token.
@@ -27,9 +29,7 @@ impl TokenBucket {
 
     /// Takes one token if there is one.
     pub(crate) fn try_take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.refill(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
@@ -37,13 +37,64 @@ impl TokenBucket {
             false
         }
     }
+
+    /// Takes one token now or, when there is none, reserves the next free one if it comes
+    /// within `max_wait`: the bucket goes into debt, so later callers queue behind this one and
+    /// reservations are spaced at the rate. Returns how long to wait before using the token,
+    /// or `None` when the queue is longer than `max_wait` (nothing is taken).
+    pub(crate) fn reserve(&mut self, now: Instant, max_wait: Duration) -> Option<Duration> {
+        self.refill(now);
+        let after = self.tokens - 1.0;
+        if after >= 0.0 {
+            self.tokens = after;
+            return Some(Duration::ZERO);
+        }
+        if self.rate <= 0.0 {
+            return None;
+        }
+        let wait = Duration::from_secs_f64(-after / self.rate);
+        if wait > max_wait {
+            return None;
+        }
+        self.tokens = after;
+        Some(wait)
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
+
+    #[test]
+    fn reservations_queue_at_the_rate_up_to_the_timeout() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(10, 2, start);
+        let max = Duration::from_millis(350);
+        let waits: Vec<Option<Duration>> = (0..7).map(|_| bucket.reserve(start, max)).collect();
+        let ms = |w: &Option<Duration>| w.map(|d| d.as_millis());
+        // Two from the burst at once, then one every 100 ms while the wait fits in 350 ms.
+        assert_eq!(
+            waits.iter().map(ms).collect::<Vec<_>>(),
+            vec![
+                Some(0),
+                Some(0),
+                Some(100),
+                Some(200),
+                Some(300),
+                None,
+                None
+            ]
+        );
+        // A refusal took nothing: after 100 ms exactly one more slot has freed up.
+        let later = start + Duration::from_millis(100);
+        assert_eq!(ms(&bucket.reserve(later, max)), Some(300));
+    }
 
     #[test]
     fn admits_a_burst_then_refills_at_the_rate() {

@@ -559,16 +559,7 @@ impl Node {
                 CallReply::Refused(Refusal::NotLeader { .. }) => {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-                CallReply::Refused(refusal) => {
-                    return Err(NodeError::Cluster {
-                        reason: refusal.to_string(),
-                    });
-                }
-                other => {
-                    return Err(NodeError::Cluster {
-                        reason: format!("unexpected answer {other:?}"),
-                    });
-                }
+                other => return Err(unexpected(other)),
             }
         }
         Err(NodeError::Cluster {
