@@ -17,13 +17,13 @@ use serde::{Deserialize, Serialize};
 use starling_protocol::Encoding;
 use tokio::sync::oneshot;
 
-use crate::conn::Target;
+use crate::conn::{Protocol, Target};
 use crate::payload::{MIN_SIZE, now_ns};
 use crate::plan::{Plan, Scenario};
 use crate::procfs::{self, Proc};
 use crate::report::{Header, MachineSamples, Report, ServerSamples};
 use crate::worker::{Go, Ready, Settings, Worker, WorkerResult};
-use crate::{EncodingArg, RunArgs};
+use crate::{EncodingArg, RunArgs, TargetArg};
 
 /// Connections one source address serves at most: well below the ~28,000
 /// ports of Linux's default ephemeral range.
@@ -73,16 +73,35 @@ fn threads(args: &RunArgs) -> usize {
     (cpus / args.workers.max(1) as usize).max(1)
 }
 
-fn encoding(args: &RunArgs) -> Encoding {
-    match args.encoding {
-        EncodingArg::Json => Encoding::Json,
-        EncodingArg::Protobuf => Encoding::Protobuf,
+fn protocol(args: &RunArgs) -> Protocol {
+    match (args.target, args.encoding) {
+        (TargetArg::Starling, EncodingArg::Json) => Protocol::Centrifugo(Encoding::Json),
+        (TargetArg::Starling, EncodingArg::Protobuf) => Protocol::Centrifugo(Encoding::Protobuf),
+        (TargetArg::Nats, _) => Protocol::Nats,
+        (TargetArg::Socketio, _) => Protocol::SocketIo,
+    }
+}
+
+/// The URL flag, or the target's default.
+fn url(args: &RunArgs) -> String {
+    args.url
+        .clone()
+        .unwrap_or_else(|| args.target.default_url())
+}
+
+/// How the wire encoding appears in reports.
+fn encoding_name(args: &RunArgs) -> &'static str {
+    match (args.target, args.encoding) {
+        (TargetArg::Starling, EncodingArg::Json) => "json",
+        (TargetArg::Starling, EncodingArg::Protobuf) => "protobuf",
+        (TargetArg::Nats, _) => "nats-text",
+        (TargetArg::Socketio, _) => "socket.io-json",
     }
 }
 
 /// The settings of worker `index` of `workers`.
 fn settings(args: &RunArgs, index: u32, workers: u32) -> anyhow::Result<Settings> {
-    let target = Target::new(&args.url, encoding(args), &args.secret)?;
+    let target = Target::new(&url(args), protocol(args), &args.secret)?;
     let plan = plan(args);
     let source_ips = match args.source_ips {
         _ if !target.addr().ip().is_loopback() => 0,
@@ -428,11 +447,8 @@ fn measure(
     let plan = plan(args);
     let header = Header {
         scenario: plan.scenario.name().to_owned(),
-        encoding: match args.encoding {
-            EncodingArg::Json => "json",
-            EncodingArg::Protobuf => "protobuf",
-        }
-        .to_owned(),
+        target: args.target.name().to_owned(),
+        encoding: encoding_name(args).to_owned(),
         workers: args.workers,
         threads: threads(args),
         connections: plan.connections,

@@ -1,7 +1,9 @@
 //! `loadgen`: Starling's load generator.
 //!
 //! Opens many WebSocket connections speaking Centrifugo's client protocol
-//! (JSON or Protobuf), subscribes them to rooms as a scenario says,
+//! (JSON or Protobuf) to Starling — or, to compare, NATS's text protocol to
+//! nats-server or Socket.IO to a socket.io server — subscribes them to
+//! rooms as a scenario says,
 //! publishes payloads stamped with their send time, and reports delivered
 //! messages/s, end-to-end and publish-ack latency, connects/s, and — given
 //! the server's pid — its CPU time per delivery and memory per connection.
@@ -12,25 +14,32 @@
 //! # Layout
 //! - `plan` — scenarios as pure plans: the role of every connection index.
 //! - `conn` — one lean connection: TCP from a source address, handshake,
-//!   `connect` / `subscribe`.
+//!   connect / subscribe / publish in the target's protocol, received frames
+//!   as events.
+//! - `nats` — NATS's text protocol: client messages and a stream parser.
+//! - `socketio` — Engine.IO v4 / Socket.IO v5 packets.
 //! - `worker` — a slice of connections in one process: connect phase,
 //!   publishing, counting.
 //! - `coord` — the coordinator: in-process or child workers, the window,
 //!   the server's /proc samples.
 //! - `report` — aggregation, the table, JSON, medians over runs.
+//! - `compare` — medians per server side by side, with Starling / peer ratios.
 //! - `hist` — the log-linear latency histogram.
 //! - `payload` — time-stamped payloads.
 //! - `procfs` — CPU ticks and RSS from /proc.
 
+mod compare;
 mod conn;
 mod coord;
 #[cfg(test)]
 mod fake;
 mod hist;
+mod nats;
 mod payload;
 mod plan;
 mod procfs;
 mod report;
+mod socketio;
 mod worker;
 
 use std::path::PathBuf;
@@ -40,7 +49,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::plan::Scenario;
 
-/// Load generator for Starling (Centrifugo client protocol v2 over WebSocket).
+/// Load generator for Starling (Centrifugo client protocol v2 over WebSocket),
+/// nats-server and socket.io.
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", about, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -61,6 +71,48 @@ enum Sub {
         #[arg(long)]
         json: bool,
     },
+    /// Medians of `loadgen --json` reports grouped by scenario and server,
+    /// side by side, with the ratio Starling / peer for every number.
+    Compare {
+        /// Report files of every scenario and server (grouped by the
+        /// `scenario` and `target` fields inside them).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The server the generator talks to, and so the protocol it speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TargetArg {
+    /// Starling: Centrifugo's client protocol v2 (see --encoding).
+    Starling,
+    /// nats-server's WebSocket listener: NATS's text protocol.
+    Nats,
+    /// A socket.io server (benches/peers/socketio): Engine.IO v4 / Socket.IO v5.
+    Socketio,
+}
+
+impl TargetArg {
+    /// The name in reports.
+    fn name(self) -> &'static str {
+        match self {
+            TargetArg::Starling => "starling",
+            TargetArg::Nats => "nats",
+            TargetArg::Socketio => "socketio",
+        }
+    }
+
+    /// Where the server listens by default.
+    fn default_url(self) -> String {
+        match self {
+            TargetArg::Starling => "ws://127.0.0.1:8000/connection/websocket".to_owned(),
+            TargetArg::Nats => "ws://127.0.0.1:8080/".to_owned(),
+            TargetArg::Socketio => format!("ws://127.0.0.1:3000{}", socketio::PATH),
+        }
+    }
 }
 
 /// Wire encoding of the generator's connections.
@@ -75,10 +127,15 @@ enum EncodingArg {
 /// Flags of a run. Sizes left unset take the scenario's defaults.
 #[derive(Debug, Clone, Args)]
 struct RunArgs {
-    /// WebSocket endpoint of the node.
-    #[arg(long, default_value = "ws://127.0.0.1:8000/connection/websocket")]
-    url: String,
-    /// Wire encoding.
+    /// The server and its protocol.
+    #[arg(long, value_enum, default_value_t = TargetArg::Starling)]
+    target: TargetArg,
+    /// WebSocket endpoint of the server [default: starling
+    /// ws://127.0.0.1:8000/connection/websocket, nats ws://127.0.0.1:8080/,
+    /// socketio ws://127.0.0.1:3000/socket.io/?EIO=4&transport=websocket].
+    #[arg(long)]
+    url: Option<String>,
+    /// Wire encoding (Starling only).
     #[arg(long, value_enum, default_value_t = EncodingArg::Json)]
     encoding: EncodingArg,
     /// HMAC secret the server checks connection tokens with (HS256).
@@ -155,6 +212,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match (cli.command, cli.run.worker_index) {
         (Some(Sub::Median { files, json }), _) => report::median(&files, json).map(|out| {
+            println!("{out}");
+        }),
+        (Some(Sub::Compare { files, json }), _) => compare::compare(&files, json).map(|out| {
             println!("{out}");
         }),
         (None, Some(index)) => coord::child(&cli.run, index),

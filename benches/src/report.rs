@@ -19,7 +19,11 @@ pub(crate) struct Report {
     pub(crate) unix_time: u64,
     /// Scenario name.
     pub(crate) scenario: String,
-    /// `json` or `protobuf`.
+    /// The server: `starling`, `nats` or `socketio` (reports written
+    /// before peers existed are Starling's).
+    #[serde(default = "starling")]
+    pub(crate) target: String,
+    /// `json` or `protobuf` (Starling), `nats-text`, `socket.io-json`.
     pub(crate) encoding: String,
     /// Worker processes (0 = in-process).
     pub(crate) workers: u32,
@@ -196,7 +200,9 @@ pub(crate) struct ServerSamples {
 pub(crate) struct Header {
     /// Scenario name.
     pub(crate) scenario: String,
-    /// `json` or `protobuf`.
+    /// The server.
+    pub(crate) target: String,
+    /// The wire encoding.
     pub(crate) encoding: String,
     /// Worker processes.
     pub(crate) workers: u32,
@@ -218,6 +224,10 @@ pub(crate) struct Header {
     pub(crate) window_secs: f64,
     /// Whether this is a churn run.
     pub(crate) churn: bool,
+}
+
+fn starling() -> String {
+    "starling".to_owned()
 }
 
 fn ratio(numerator: f64, denominator: f64) -> f64 {
@@ -326,6 +336,7 @@ impl Report {
         Report {
             unix_time,
             scenario: header.scenario,
+            target: header.target,
             encoding: header.encoding,
             workers: header.workers,
             threads: header.threads,
@@ -385,7 +396,10 @@ impl Report {
             row("end-to-end p99", d.latency_us.p99, "µs");
             row("end-to-end p999", d.latency_us.p999, "µs");
             row("end-to-end max", d.latency_us.max, "µs");
-            row("offset gaps", d.gaps as f64, "");
+            // Only Starling numbers publications; peers would show a constant 0.
+            if self.target == "starling" {
+                row("offset gaps", d.gaps as f64, "");
+            }
         }
         row("disconnects", self.delivery.disconnects as f64, "");
         if let Some(s) = &self.server {
@@ -431,8 +445,9 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "scenario {} · {} · {} connections · {} rooms · {} publishers × {} · {} B payload · {:.1} s window · {} workers × {} threads",
+            "scenario {} · {} · {} · {} connections · {} rooms · {} publishers × {} · {} B payload · {:.1} s window · {} workers × {} threads",
             self.scenario,
+            self.target,
             self.encoding,
             self.connections,
             self.rooms,
@@ -485,7 +500,8 @@ pub(crate) struct Row {
     pub(crate) unit: &'static str,
 }
 
-fn format_value(value: f64) -> String {
+/// A number as the tables print it.
+pub(crate) fn format_value(value: f64) -> String {
     if value == value.trunc() && value.abs() < 1e15 {
         format!("{value:.0}")
     } else if value.abs() >= 100.0 {
@@ -540,8 +556,8 @@ pub(crate) fn summarize(reports: &[Report]) -> Vec<Summary> {
         .collect()
 }
 
-/// `loadgen median`: reads JSON reports and prints medians.
-pub(crate) fn median(files: &[PathBuf], json: bool) -> anyhow::Result<String> {
+/// Reads `loadgen --json` reports.
+pub(crate) fn read_reports(files: &[PathBuf]) -> anyhow::Result<Vec<Report>> {
     let mut reports = Vec::new();
     for file in files {
         let text =
@@ -550,6 +566,12 @@ pub(crate) fn median(files: &[PathBuf], json: bool) -> anyhow::Result<String> {
             .with_context(|| format!("{} is not a loadgen --json report", file.display()))?;
         reports.push(report);
     }
+    Ok(reports)
+}
+
+/// `loadgen median`: reads JSON reports and prints medians.
+pub(crate) fn median(files: &[PathBuf], json: bool) -> anyhow::Result<String> {
+    let reports = read_reports(files)?;
     let summaries = summarize(&reports);
     if json {
         return Ok(serde_json::to_string_pretty(&summaries)?);
@@ -558,9 +580,10 @@ pub(crate) fn median(files: &[PathBuf], json: bool) -> anyhow::Result<String> {
     if let Some(first) = reports.first() {
         let _ = writeln!(
             out,
-            "medians of {} runs · scenario {} · {} · {} connections",
+            "medians of {} runs · scenario {} · {} · {} · {} connections",
             reports.len(),
             first.scenario,
+            first.target,
             first.encoding,
             first.connections
         );
@@ -585,13 +608,23 @@ pub(crate) fn median(files: &[PathBuf], json: bool) -> anyhow::Result<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::hist::AtomicHistogram;
+
+    /// A report of `scenario` against `target` with `delivered` deliveries
+    /// in a 2 s window.
+    pub(crate) fn report_with(scenario: &str, target: &str, delivered: u64) -> Report {
+        let mut header = header();
+        header.scenario = scenario.to_owned();
+        header.target = target.to_owned();
+        Report::build(header, &[], &[result(1, delivered, 0)], None, None, 0)
+    }
 
     fn header() -> Header {
         Header {
             scenario: "fanout".to_owned(),
+            target: "starling".to_owned(),
             encoding: "json".to_owned(),
             workers: 2,
             threads: 1,

@@ -15,13 +15,12 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
-use starling_protocol::{Command, PublishRequest, Reply};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::{Instant, sleep, sleep_until};
 
-use crate::conn::{Closed, Session, Target};
+use crate::conn::{Closed, Event, Session, Target};
 use crate::hist::{AtomicHistogram, Histogram};
-use crate::payload::{now_ns, read_stamp, stamped};
+use crate::payload::{now_ns, stamped};
 use crate::plan::{Plan, Role, Scenario, channel};
 use crate::procfs::Proc;
 
@@ -454,6 +453,9 @@ async fn drive(
         pending: HashMap::new(),
     });
     let mut last_offset = 0u64;
+    // Reused for every frame: most carry one event, and a fresh Vec per
+    // delivery would be an allocation per delivery in the generator.
+    let mut events = Vec::new();
     // One long-lived future for phase changes: a fresh `changed()` per loop
     // would register with (and lock) the channel's waiter list on every
     // delivery, for every connection.
@@ -473,17 +475,14 @@ async fn drive(
                         return;
                     }
                 };
-                let replies = match session.replies(&message) {
-                    Ok(Some(replies)) => replies,
-                    Ok(None) => continue,
-                    Err(closed) => {
-                        shared.closed(closed);
-                        return;
-                    }
-                };
+                events.clear();
+                if let Err(closed) = session.events(&message, &mut events) {
+                    shared.closed(closed);
+                    return;
+                }
                 let mut pinged = false;
-                for reply in &replies {
-                    pinged |= on_reply(reply, shared, &mut publisher, &mut last_offset);
+                for event in &events {
+                    pinged |= on_event(event, shared, &mut publisher, &mut last_offset);
                 }
                 if pinged && let Err(error) = session.pong().await {
                     shared.closed(Closed::Failed(format!("{error:#}")));
@@ -526,48 +525,54 @@ async fn next_phase(mut phase: watch::Receiver<Phase>) -> (Option<Phase>, watch:
     (current, phase)
 }
 
-/// Counts one reply or push; true if it is a server ping that needs a pong.
-///
-/// By reference and synchronous: a `Reply` is large, and moving it into an
-/// async call per delivery showed up as memmove in profiles.
-fn on_reply(
-    reply: &Reply,
+/// Counts one event; true if it is a server ping that needs a pong.
+fn on_event(
+    event: &Event,
     shared: &Shared,
     publisher: &mut Option<Publisher>,
     last_offset: &mut u64,
 ) -> bool {
-    if reply.id != 0 {
-        if let Some(publisher) = publisher.as_mut()
-            && let Some((sent, in_window)) = publisher.pending.remove(&reply.id)
-        {
-            if let Some(error) = &reply.error {
-                shared.publish_errors.fetch_add(1, Ordering::Relaxed);
-                shared.error(format!("publish error {}: {}", error.code, error.message));
-            } else if in_window {
-                shared.ack_latency.record(duration_ns(sent.elapsed()));
+    match event {
+        Event::Ack { id, error } => {
+            if let Some(publisher) = publisher.as_mut()
+                && let Some((sent, in_window)) = publisher.pending.remove(id)
+            {
+                if let Some(error) = error {
+                    shared.publish_errors.fetch_add(1, Ordering::Relaxed);
+                    shared.error(format!("publish {error}"));
+                } else if in_window {
+                    shared.ack_latency.record(duration_ns(sent.elapsed()));
+                }
             }
+            false
         }
-        return false;
+        Event::Publication { sent_ns, offset } => {
+            let now = now_ns();
+            if shared.in_window(now) {
+                shared.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Some(sent) = *sent_ns
+                && shared.in_window(sent)
+            {
+                shared.latency.record(now.saturating_sub(sent));
+            }
+            if let Some(offset) = *offset {
+                if *last_offset != 0 && offset > *last_offset + 1 {
+                    shared
+                        .gaps
+                        .fetch_add(offset - *last_offset - 1, Ordering::Relaxed);
+                }
+                *last_offset = offset;
+            }
+            false
+        }
+        Event::Ping => true,
+        Event::ServerError(error) => {
+            shared.error(error.clone());
+            false
+        }
+        Event::Greeting | Event::Connected => false,
     }
-    let Some(publication) = reply.push.as_ref().and_then(|push| push.r#pub.as_ref()) else {
-        return reply.is_ping();
-    };
-    let now = now_ns();
-    if shared.in_window(now) {
-        shared.delivered.fetch_add(1, Ordering::Relaxed);
-    }
-    if let Some(sent) = read_stamp(&publication.data)
-        && shared.in_window(sent)
-    {
-        shared.latency.record(now.saturating_sub(sent));
-    }
-    if *last_offset != 0 && publication.offset > *last_offset + 1 {
-        shared
-            .gaps
-            .fetch_add(publication.offset - *last_offset - 1, Ordering::Relaxed);
-    }
-    *last_offset = publication.offset;
-    false
 }
 
 /// Sends the publications due now, in one flush.
@@ -584,15 +589,8 @@ async fn publish(
     for _ in 0..due {
         let sent_ns = now_ns();
         let id = session.next_id();
-        let command = Command {
-            id,
-            publish: Some(PublishRequest {
-                channel: publisher.channel.clone(),
-                data: stamped(sent_ns, settings.payload),
-            }),
-            ..Command::default()
-        };
-        let message = session.message(&command)?;
+        let message =
+            session.publish_message(id, &publisher.channel, stamped(sent_ns, settings.payload))?;
         session.ws.feed(message).await?;
         let in_window = shared.in_window(sent_ns);
         if in_window {
@@ -608,12 +606,13 @@ async fn publish(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conn::Protocol;
     use crate::fake;
 
     fn settings(port: u16, encoding: starling_protocol::Encoding, plan: Plan) -> Settings {
         let url = format!("ws://127.0.0.1:{port}/connection/websocket");
         Settings {
-            target: Target::new(&url, encoding, "secret").expect("target"),
+            target: Target::new(&url, Protocol::Centrifugo(encoding), "secret").expect("target"),
             slice: plan.slice(0, 1),
             plan,
             payload: 100,

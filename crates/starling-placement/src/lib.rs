@@ -55,8 +55,8 @@
 //!   is empty;
 //! - every node's share lies within `S/N ± 5σ` (p = 1/N).
 //!
-//! Measured over 20,000 random clusters per N (S = 256; `cargo test -p
-//! starling-placement --release -- --ignored --nocapture` prints it):
+//! Measured over 20,000 random clusters per N (S = 256; `cargo bench -p
+//! starling-bench --bench placement_movement` prints it):
 //!
 //! | N  | expected moved S/(N+1) | mean seen | worst seen | test bound |
 //! |----|------------------------|-----------|------------|------------|
