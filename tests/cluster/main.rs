@@ -336,3 +336,101 @@ async fn server_api_publish_works_on_any_node() -> anyhow::Result<()> {
     cluster.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_api_user_operations_channels_and_info_span_the_cluster() -> anyhow::Result<()> {
+    use starling_node::{ServerSubscription, UserConnections, default_api_disconnect};
+    let cluster = TestCluster::start(3, BASE_CONFIG).await?;
+    let room = cluster.room_owned_by(3, "ops-");
+    // Carol is connected to node 2 only; the API calls go to node 1.
+    let (carol, _) = connect_as(&cluster.member(2).node, "carol", Encoding::Json).await?;
+    let api = cluster.member(1).node.node.clone();
+    let carol_target = UserConnections::of("carol");
+
+    let subscribed = api
+        .subscribe_user(
+            &carol_target,
+            ServerSubscription {
+                channel: room.clone(),
+                ..ServerSubscription::default()
+            },
+        )
+        .await?;
+    assert_eq!(subscribed, 1, "carol's connection on node 2 was subscribed");
+    next_push_where(&carol, |push| {
+        (push.channel == room).then_some(push.subscribe?)
+    })
+    .await?;
+
+    // The channel list counts subscribers on every node.
+    let (dave, _) = connect_as(&cluster.member(3).node, "dave", Encoding::Json).await?;
+    dave.subscribe(sub(&room)).await?;
+    let channels = api.channels(|_| true).await;
+    assert_eq!(channels.get(&room), Some(&2), "{channels:?}");
+
+    let info = api.cluster_info().await;
+    assert_eq!(info.len(), 3, "info reports every node");
+    assert_eq!(info.iter().map(|n| n.num_clients).sum::<u64>(), 2);
+
+    let told = api
+        .disconnect_user(&carol_target, &default_api_disconnect())
+        .await;
+    assert_eq!(told, 1);
+    let close = tokio::time::timeout(WAIT, carol.closed()).await?;
+    assert_eq!(close.code, 3503, "force disconnect");
+    cluster.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_node_loses_its_shards_and_stops_sequencing() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(3, BASE_CONFIG).await?;
+    let api = cluster.member(1).node.node.clone();
+    // Whoever leads, removal goes through it; remove a node that is not the leader.
+    let leader = cluster.member(1).status().leader.expect("a leader");
+    let removed = (1..=3).find(|&id| id != leader).expect("a follower");
+    let via = (1..=3).find(|&id| id != removed).expect("another member");
+    let room = cluster.room_owned_by(removed, "removed-");
+    cluster
+        .member(via)
+        .node
+        .node
+        .cluster_remove(removed)
+        .await?;
+
+    // The remaining members agree: two members, every shard on them, and it stays that way
+    // (no rebalance hands the shards back).
+    let settled = eventually(Duration::from_secs(10), || async {
+        [1, 2, 3].into_iter().filter(|&id| id != removed).all(|id| {
+            let status = cluster.member(id).status();
+            status.members.len() == 2 && status.members.iter().all(|m| m.shards > 0)
+        })
+    })
+    .await;
+    assert!(settled, "{:#?}", cluster.member(via).status());
+    let owner = cluster.owner_of(via, &room);
+    assert_ne!(owner, removed);
+    drop(api);
+
+    // The removed node hears that it is no member and refuses to sequence the rooms its stale
+    // map still gives it.
+    let removed_node = cluster.member(removed).node.node.clone();
+    let stopped = eventually(TEST_FAILOVER * 3, || {
+        let node = removed_node.clone();
+        let room = room.clone();
+        async move {
+            node.publish_from_api(
+                &room,
+                json(serde_json::json!({})),
+                Default::default(),
+                false,
+            )
+            .await
+            .is_err()
+        }
+    })
+    .await;
+    assert!(stopped, "a removed node must not keep sequencing");
+    cluster.stop().await;
+    Ok(())
+}

@@ -132,6 +132,93 @@ pub enum Call {
         /// The room.
         room: String,
     },
+    /// A server API operation on a user's connections held by the called node.
+    User {
+        /// Which connections.
+        target: WireTarget,
+        /// What to do.
+        op: WireUserOp,
+    },
+    /// The called node's rooms and relays with subscribers there, and how many.
+    Channels,
+    /// The called node's counters (the server API's `info`).
+    Info,
+    /// Liveness: answered [`CallReply::Done`] when the caller is a member in the called
+    /// node's state, [`Refusal::NotMember`] otherwise. Only answered heartbeats count as
+    /// contact, so a removed node cannot keep a quorum lease from its old peers' pongs.
+    Heartbeat,
+}
+
+/// The server API's selection of a user's connections.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireTarget {
+    /// User id (`""` for anonymous connections).
+    pub user: String,
+    /// Only this client id, when not empty.
+    pub client: String,
+    /// Only this session, when not empty.
+    pub session: String,
+    /// Client ids left alone.
+    pub whitelist: Vec<String>,
+}
+
+/// A server API operation on a user's connections.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireUserOp {
+    /// Subscribe them to a channel.
+    Subscribe {
+        /// The channel.
+        channel: String,
+        /// Subscription data.
+        data: Bytes,
+        /// Channel info.
+        chan_info: Bytes,
+        /// Recover after this position.
+        recover_since: Option<WirePosition>,
+        /// Namespace overrides: presence, join_leave, force_push_join_leave,
+        /// force_recovery, force_positioning.
+        overrides: [Option<bool>; 5],
+    },
+    /// Unsubscribe them from a channel.
+    Unsubscribe {
+        /// The channel.
+        channel: String,
+    },
+    /// Disconnect them.
+    Disconnect {
+        /// Close code.
+        code: u32,
+        /// Close reason.
+        reason: String,
+    },
+    /// Change their expiry: expired now, at a Unix second, or never.
+    Refresh {
+        /// Expire now.
+        expired: bool,
+        /// Expire at this Unix second.
+        expire_at: Option<i64>,
+    },
+}
+
+/// One node's counters for the server API's `info`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireNodeInfo {
+    /// Random id of the node process.
+    pub uid: String,
+    /// Node name.
+    pub name: String,
+    /// Release.
+    pub version: String,
+    /// Open client connections.
+    pub num_clients: u64,
+    /// Distinct users.
+    pub num_users: u64,
+    /// Rooms with subscribers there.
+    pub num_channels: u64,
+    /// Subscriptions.
+    pub num_subs: u64,
+    /// Seconds since start.
+    pub uptime_secs: u64,
 }
 
 impl Call {
@@ -145,6 +232,10 @@ impl Call {
             Call::Presence { .. } => "Presence",
             Call::PresenceStats { .. } => "PresenceStats",
             Call::RemoveHistory { .. } => "RemoveHistory",
+            Call::User { .. } => "User",
+            Call::Channels => "Channels",
+            Call::Info => "Info",
+            Call::Heartbeat => "Heartbeat",
         }
     }
 }
@@ -187,6 +278,18 @@ pub enum CallReply {
     },
     /// Done, nothing to report.
     Done,
+    /// How many connections an operation reached.
+    Count {
+        /// The count.
+        n: u64,
+    },
+    /// Channels with subscribers on the answering node.
+    Channels {
+        /// Channel → subscribers there.
+        channels: BTreeMap<String, u32>,
+    },
+    /// The answering node's counters.
+    Info(WireNodeInfo),
     /// Not done; why.
     Refused(Refusal),
 }
@@ -203,6 +306,8 @@ pub enum Refusal {
     /// This node owns the shard but has lost contact with the cluster's
     /// quorum, so it may no longer own it: it does not sequence.
     NoQuorum,
+    /// The caller is not a member of the cluster (it was removed).
+    NotMember,
     /// This node is not the Raft leader; the leader it knows, if any.
     NotLeader {
         /// The leader's id and cluster address.
@@ -230,6 +335,7 @@ impl std::fmt::Display for Refusal {
                 write!(f, "not the owner (shard map version {map_version})")
             }
             Refusal::NoQuorum => f.write_str("owner has lost contact with the quorum"),
+            Refusal::NotMember => f.write_str("not a cluster member"),
             Refusal::NotLeader {
                 leader: Some((id, addr)),
             } => {

@@ -151,7 +151,8 @@ pub use certs::{
 };
 pub use codec::{FrameReader, FrameWriter};
 pub use data::{
-    Call, CallReply, FromRoom, Refusal, ToRoom, WireClientInfo, WirePosition, WirePublication,
+    Call, CallReply, FromRoom, Refusal, ToRoom, WireClientInfo, WireNodeInfo, WirePosition,
+    WirePublication, WireTarget, WireUserOp,
 };
 pub use endpoint::{
     ClusterEndpoint, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, IncomingLinks, KEEP_ALIVE_INTERVAL,

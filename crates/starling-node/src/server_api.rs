@@ -15,10 +15,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use ractor::ActorRef;
 use ractor::rpc::CallResult;
+use starling_cluster::{Call, CallReply, WireNodeInfo, WireTarget, WireUserOp};
 use starling_config::ChannelOptions;
 use starling_protocol::{Disconnect, DisconnectCode, StreamPosition};
-use tracing::debug;
+use tracing::{debug, warn};
 
+use crate::cluster::{RelayMsg, position_from_wire, position_to_wire};
 use crate::connection::ConnectionMsg;
 use crate::error::NodeError;
 use crate::node::Node;
@@ -81,6 +83,34 @@ pub struct ChannelOverrides {
 }
 
 impl ChannelOverrides {
+    /// The overrides in the cluster plane's fixed order.
+    fn to_wire(self) -> [Option<bool>; 5] {
+        [
+            self.presence,
+            self.join_leave,
+            self.force_push_join_leave,
+            self.force_recovery,
+            self.force_positioning,
+        ]
+    }
+
+    fn from_wire(wire: [Option<bool>; 5]) -> Self {
+        let [
+            presence,
+            join_leave,
+            force_push_join_leave,
+            force_recovery,
+            force_positioning,
+        ] = wire;
+        ChannelOverrides {
+            presence,
+            join_leave,
+            force_push_join_leave,
+            force_recovery,
+            force_positioning,
+        }
+    }
+
     /// `options` with these overrides applied.
     pub(crate) fn apply(&self, options: &ChannelOptions) -> ChannelOptions {
         let mut options = options.clone();
@@ -186,6 +216,22 @@ impl Node {
         subscription: ServerSubscription,
     ) -> Result<usize, NodeError> {
         self.resolve_channel(&subscription.channel)?;
+        let op = WireUserOp::Subscribe {
+            channel: subscription.channel.clone(),
+            data: subscription.data.clone(),
+            chan_info: subscription.chan_info.clone(),
+            recover_since: subscription.recover_since.as_ref().map(position_to_wire),
+            overrides: subscription.overrides.to_wire(),
+        };
+        let here = self.local_subscribe_user(target, subscription).await;
+        Ok(here + self.on_other_nodes(target, op).await)
+    }
+
+    async fn local_subscribe_user(
+        &self,
+        target: &UserConnections,
+        subscription: ServerSubscription,
+    ) -> usize {
         let subscription = Arc::new(subscription);
         let mut subscribed = 0;
         for (client, actor) in self.selected(target) {
@@ -205,7 +251,7 @@ impl Node {
                 other => debug!(%client, ?other, "server API subscribe not delivered"),
             }
         }
-        Ok(subscribed)
+        subscribed
     }
 
     /// Unsubscribes the selected connections from `channel`, each with an `unsubscribe` push
@@ -216,6 +262,14 @@ impl Node {
         channel: &str,
     ) -> Result<usize, NodeError> {
         self.resolve_channel(channel)?;
+        let op = WireUserOp::Unsubscribe {
+            channel: channel.to_string(),
+        };
+        let here = self.local_unsubscribe_user(target, channel).await;
+        Ok(here + self.on_other_nodes(target, op).await)
+    }
+
+    async fn local_unsubscribe_user(&self, target: &UserConnections, channel: &str) -> usize {
         let channel: Arc<str> = channel.into();
         let mut unsubscribed = 0;
         for (client, actor) in self.selected(target) {
@@ -234,12 +288,24 @@ impl Node {
                 other => debug!(%client, ?other, "server API unsubscribe not delivered"),
             }
         }
-        Ok(unsubscribed)
+        unsubscribed
     }
 
     /// Closes the selected connections with `disconnect` (Centrifugo's default for the API is
     /// 3503 `force disconnect`); returns how many were told to go.
-    pub fn disconnect_user(&self, target: &UserConnections, disconnect: &Disconnect) -> usize {
+    pub async fn disconnect_user(
+        &self,
+        target: &UserConnections,
+        disconnect: &Disconnect,
+    ) -> usize {
+        let op = WireUserOp::Disconnect {
+            code: disconnect.code,
+            reason: disconnect.reason.clone(),
+        };
+        self.local_disconnect_user(target, disconnect) + self.on_other_nodes(target, op).await
+    }
+
+    fn local_disconnect_user(&self, target: &UserConnections, disconnect: &Disconnect) -> usize {
         let close = Close::from(disconnect);
         let mut told = 0;
         for (_, actor) in self.selected(target) {
@@ -255,6 +321,24 @@ impl Node {
 
     /// Changes the expiry of the selected connections; returns how many were reached.
     pub async fn refresh_user(&self, target: &UserConnections, update: ExpiryUpdate) -> usize {
+        let op = match update {
+            ExpiryUpdate::Expired => WireUserOp::Refresh {
+                expired: true,
+                expire_at: None,
+            },
+            ExpiryUpdate::At(at) => WireUserOp::Refresh {
+                expired: false,
+                expire_at: Some(at),
+            },
+            ExpiryUpdate::Never => WireUserOp::Refresh {
+                expired: false,
+                expire_at: None,
+            },
+        };
+        self.local_refresh_user(target, update).await + self.on_other_nodes(target, op).await
+    }
+
+    async fn local_refresh_user(&self, target: &UserConnections, update: ExpiryUpdate) -> usize {
         let mut reached = 0;
         for (client, actor) in self.selected(target) {
             let call = actor
@@ -307,10 +391,43 @@ impl Node {
         }
     }
 
-    /// The rooms with at least one subscriber whose name passes `filter`, with their
-    /// subscriber counts, sorted by name.
+    /// The rooms with at least one subscriber anywhere in the cluster whose name passes
+    /// `filter`, with their subscriber counts, sorted by name.
     pub async fn channels(&self, filter: impl Fn(&str) -> bool) -> BTreeMap<String, u32> {
+        let mut channels = self.local_channels(&filter).await;
+        for reply in self.ask_other_nodes(Call::Channels).await {
+            if let CallReply::Channels { channels: theirs } = reply {
+                for (name, count) in theirs.into_iter().filter(|(name, _)| filter(name)) {
+                    let total = channels.entry(name).or_insert(0);
+                    *total = total.saturating_add(count);
+                }
+            }
+        }
+        channels
+    }
+
+    /// Subscribers on this node, per room: those of rooms owned here and those of relays.
+    pub(crate) async fn local_channels(
+        &self,
+        filter: &impl Fn(&str) -> bool,
+    ) -> BTreeMap<String, u32> {
         let mut channels = BTreeMap::new();
+        for (name, _, relay) in self.relay_refs() {
+            if !filter(&name) {
+                continue;
+            }
+            let count = relay
+                .call(
+                    |reply| RelayMsg::SubscriberCount { reply },
+                    Some(CONNECTION_CALL_TIMEOUT),
+                )
+                .await;
+            if let Ok(CallResult::Success(count)) = count
+                && count > 0
+            {
+                channels.insert(name.to_string(), u32::try_from(count).unwrap_or(u32::MAX));
+            }
+        }
         for (name, actor) in self.room_refs() {
             if !filter(&name) {
                 continue;
@@ -325,10 +442,135 @@ impl Node {
             if let Ok(CallResult::Success(count)) = count
                 && count > 0
             {
-                channels.insert(name.to_string(), u32::try_from(count).unwrap_or(u32::MAX));
+                let total = channels.entry(name.to_string()).or_insert(0);
+                *total = total.saturating_add(u32::try_from(count).unwrap_or(u32::MAX));
             }
         }
         channels
+    }
+
+    /// The counters of every node the cluster reaches, this one first (the server API's
+    /// `info`).
+    pub async fn cluster_info(&self) -> Vec<NodeInfo> {
+        let mut nodes = vec![self.info()];
+        for reply in self.ask_other_nodes(Call::Info).await {
+            if let CallReply::Info(info) = reply {
+                nodes.push(NodeInfo {
+                    uid: info.uid,
+                    name: info.name,
+                    version: info.version,
+                    num_clients: info.num_clients,
+                    num_users: info.num_users,
+                    num_channels: info.num_channels,
+                    num_subs: info.num_subs,
+                    uptime_secs: info.uptime_secs,
+                });
+            }
+        }
+        nodes
+    }
+
+    /// Carries out a user operation another node received through its server API, on this
+    /// node's connections.
+    pub(crate) async fn local_user_op(&self, target: WireTarget, op: WireUserOp) -> usize {
+        let target = UserConnections {
+            user: target.user,
+            client: target.client,
+            session: target.session,
+            whitelist: target.whitelist,
+        };
+        match op {
+            WireUserOp::Subscribe {
+                channel,
+                data,
+                chan_info,
+                recover_since,
+                overrides,
+            } => {
+                let subscription = ServerSubscription {
+                    channel,
+                    data,
+                    chan_info,
+                    recover_since: recover_since.map(position_from_wire),
+                    overrides: ChannelOverrides::from_wire(overrides),
+                };
+                self.local_subscribe_user(&target, subscription).await
+            }
+            WireUserOp::Unsubscribe { channel } => {
+                self.local_unsubscribe_user(&target, &channel).await
+            }
+            WireUserOp::Disconnect { code, reason } => {
+                self.local_disconnect_user(&target, &Disconnect::new(code, reason))
+            }
+            WireUserOp::Refresh { expired, expire_at } => {
+                let update = match (expired, expire_at) {
+                    (true, _) => ExpiryUpdate::Expired,
+                    (false, Some(at)) => ExpiryUpdate::At(at),
+                    (false, None) => ExpiryUpdate::Never,
+                };
+                self.local_refresh_user(&target, update).await
+            }
+        }
+    }
+
+    /// This node's counters in wire form.
+    pub(crate) fn info_to_wire(&self) -> WireNodeInfo {
+        let info = self.info();
+        WireNodeInfo {
+            uid: info.uid,
+            name: info.name,
+            version: info.version,
+            num_clients: info.num_clients,
+            num_users: info.num_users,
+            num_channels: info.num_channels,
+            num_subs: info.num_subs,
+            uptime_secs: info.uptime_secs,
+        }
+    }
+
+    /// Runs a user operation on every other live member; how many connections it reached.
+    async fn on_other_nodes(&self, target: &UserConnections, op: WireUserOp) -> usize {
+        let call = Call::User {
+            target: WireTarget {
+                user: target.user.clone(),
+                client: target.client.clone(),
+                session: target.session.clone(),
+                whitelist: target.whitelist.clone(),
+            },
+            op,
+        };
+        self.ask_other_nodes(call)
+            .await
+            .into_iter()
+            .map(|reply| match reply {
+                CallReply::Count { n } => usize::try_from(n).unwrap_or(usize::MAX),
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// Calls every other live member at once and returns the answers that came.
+    async fn ask_other_nodes(&self, call: Call) -> Vec<CallReply> {
+        let Some(cluster) = self.cluster() else {
+            return Vec::new();
+        };
+        let mut calls = tokio::task::JoinSet::new();
+        for member in cluster.live_peers() {
+            let cluster = Arc::clone(cluster);
+            let call = call.clone();
+            calls.spawn(async move { (member, cluster.call(member, call).await) });
+        }
+        let mut replies = Vec::new();
+        while let Some(joined) = calls.join_next().await {
+            match joined {
+                Ok((_, Ok(reply))) => replies.push(reply),
+                Ok((member, Err(error))) => {
+                    warn!(%member, %error, "server API call to another node failed");
+                }
+                Err(error) => warn!(%error, "server API call task failed"),
+            }
+        }
+        replies
     }
 
     /// This node's counters, as the server API's `info` reports them.

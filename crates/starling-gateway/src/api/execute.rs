@@ -169,14 +169,14 @@ pub(crate) async fn execute(node: &Node, command: ApiCommand) -> Result<ApiResul
         ApiCommand::Broadcast(request) => broadcast(node, request).await.map(ApiResult::Broadcast),
         ApiCommand::Subscribe(request) => subscribe(node, request).await,
         ApiCommand::Unsubscribe(request) => unsubscribe(node, request).await,
-        ApiCommand::Disconnect(request) => Ok(disconnect(node, request)),
+        ApiCommand::Disconnect(request) => Ok(disconnect(node, request).await),
         ApiCommand::Refresh(request) => Ok(refresh(node, request).await),
         ApiCommand::Presence(request) => presence(node, request).await,
         ApiCommand::PresenceStats(request) => presence_stats(node, request).await,
         ApiCommand::History(request) => history(node, request).await,
         ApiCommand::HistoryRemove(request) => history_remove(node, request).await,
         ApiCommand::Channels(request) => channels(node, request).await,
-        ApiCommand::Info(_) => Ok(info(node)),
+        ApiCommand::Info(_) => Ok(info(node).await),
         ApiCommand::Unknown { keys } => Err(ApiError::MethodNotFound {
             keys: keys.join(","),
         }),
@@ -296,7 +296,7 @@ async fn unsubscribe(node: &Node, request: UnsubscribeRequest) -> Result<ApiResu
     Ok(empty())
 }
 
-fn disconnect(node: &Node, request: DisconnectRequest) -> ApiResult {
+async fn disconnect(node: &Node, request: DisconnectRequest) -> ApiResult {
     let disconnect = request
         .disconnect
         .map_or_else(default_api_disconnect, |custom| {
@@ -306,7 +306,7 @@ fn disconnect(node: &Node, request: DisconnectRequest) -> ApiResult {
         whitelist: request.whitelist,
         ..target(request.user, request.client, request.session)
     };
-    node.disconnect_user(&who, &disconnect);
+    node.disconnect_user(&who, &disconnect).await;
     empty()
 }
 
@@ -403,19 +403,22 @@ async fn channels(node: &Node, request: ChannelsRequest) -> Result<ApiResult, Ap
     }))
 }
 
-fn info(node: &Node) -> ApiResult {
-    let info = node.info();
+async fn info(node: &Node) -> ApiResult {
+    let nodes = node.cluster_info().await;
     ApiResult::Info(InfoResult {
-        nodes: vec![NodeResult {
-            uid: info.uid,
-            name: info.name,
-            version: info.version,
-            num_clients: info.num_clients,
-            num_users: info.num_users,
-            num_channels: info.num_channels,
-            uptime: info.uptime_secs,
-            num_subs: info.num_subs,
-        }],
+        nodes: nodes
+            .into_iter()
+            .map(|info| NodeResult {
+                uid: info.uid,
+                name: info.name,
+                version: info.version,
+                num_clients: info.num_clients,
+                num_users: info.num_users,
+                num_channels: info.num_channels,
+                uptime: info.uptime_secs,
+                num_subs: info.num_subs,
+            })
+            .collect(),
     })
 }
 

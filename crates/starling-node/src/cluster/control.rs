@@ -142,14 +142,17 @@ async fn leader_duties(cluster: &Cluster, state: &ClusterState) {
     }
 }
 
-/// On the leader: moves every shard of `node_id` to the other members.
-pub(super) async fn drain(raft: &ClusterNode, node_id: NodeId) -> Result<(), NodeError> {
+/// On the leader: moves every shard of `node_id` to the `live` members.
+pub(super) async fn drain(
+    raft: &ClusterNode,
+    node_id: NodeId,
+    live: &[NodeId],
+) -> Result<(), NodeError> {
     let state = raft.state();
     let Some(map) = &state.shard_map else {
         return Ok(());
     };
-    let members = state.member_ids();
-    let plan = plan_drain(map, node_id, &members).map_err(|error| NodeError::Cluster {
+    let plan = plan_drain(map, node_id, live).map_err(|error| NodeError::Cluster {
         reason: error.to_string(),
     })?;
     if plan.is_empty() {

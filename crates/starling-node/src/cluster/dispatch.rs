@@ -23,6 +23,18 @@ pub(super) fn incoming(node: &Node, from: NodeId, reply_to: &PeerSender, frame: 
         return;
     };
     match frame {
+        Frame::Call {
+            id,
+            call: Call::Heartbeat,
+        } => {
+            let reply = if cluster.state().members.contains_key(&from) {
+                CallReply::Done
+            } else {
+                CallReply::Refused(Refusal::NotMember)
+            };
+            // A full queue drops the answer; the caller's next heartbeat tries again.
+            let _ = reply_to.try_send(Frame::Reply { id, reply });
+        }
         Frame::Call { id, call } => {
             let node = node.clone();
             let reply_to = reply_to.clone();
@@ -46,6 +58,14 @@ async fn answer_call(node: &Node, call: Call) -> CallReply {
     };
     match call {
         Call::Join { node_id, info } => cluster.handle_join(node_id, info).await,
+        Call::User { target, op } => CallReply::Count {
+            n: node.local_user_op(target, op).await as u64,
+        },
+        Call::Channels => CallReply::Channels {
+            channels: node.local_channels(&|_: &str| true).await,
+        },
+        Call::Info => CallReply::Info(node.info_to_wire()),
+        Call::Heartbeat => CallReply::Done,
         Call::Remove { node_id } => cluster.handle_remove(node_id).await,
         Call::Publish {
             map_version,

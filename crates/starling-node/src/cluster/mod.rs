@@ -54,6 +54,9 @@ pub(crate) use wire::{
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often each outbound link is pinged; a pong (or any frame) marks the peer alive.
 const PING_INTERVAL: Duration = Duration::from_millis(250);
+/// The id of heartbeat calls: never used by other calls (their ids start at 1), so the answer
+/// needs no pending entry.
+const HEARTBEAT_ID: u64 = 0;
 /// How long a joining node keeps trying its seeds before giving up.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// Attempts at a call whose target answers "not the owner" while the maps converge.
@@ -349,6 +352,16 @@ impl Cluster {
         let _ = tokio::time::timeout(Duration::from_secs(2), reached).await;
     }
 
+    /// The other members that answer now.
+    pub(crate) fn live_peers(&self) -> Vec<NodeId> {
+        self.state()
+            .members
+            .keys()
+            .copied()
+            .filter(|&id| id != self.node_id && self.is_alive(id))
+            .collect()
+    }
+
     /// Whether `peer` answered within the failover timeout (this node always counts).
     pub(crate) fn is_alive(&self, peer: NodeId) -> bool {
         if peer == self.node_id {
@@ -357,6 +370,8 @@ impl Cluster {
         self.seen_within(peer, self.settings.failover_timeout)
     }
 
+    /// Whether `peer` answered a heartbeat within `window`. Before its first answer the
+    /// node's own start counts, so a freshly started leader does not declare everyone dead.
     fn seen_within(&self, peer: NodeId, window: Duration) -> bool {
         let last = self
             .last_seen
@@ -365,9 +380,17 @@ impl Cluster {
         last.elapsed() < window
     }
 
-    /// The lease: whether this node heard from a quorum of voters (itself included when it
-    /// votes) within half the failover timeout. An owner without it does not sequence: the
-    /// rest of the cluster may already have given its shards to another node.
+    /// Whether `peer` really answered a heartbeat within `window` (no start-up grace).
+    fn answered_within(&self, peer: NodeId, window: Duration) -> bool {
+        self.last_seen
+            .get(&peer)
+            .is_some_and(|seen| seen.value().elapsed() < window)
+    }
+
+    /// The lease: whether a quorum of voters (itself included when it votes) answered this
+    /// node's heartbeats, as a member, within half the failover timeout. An owner without it
+    /// does not sequence: the rest of the cluster may already have given its shards to another
+    /// node, or removed this one. A restarted node starts without it.
     pub(crate) fn has_quorum(&self) -> bool {
         let state = self.state.borrow();
         let voters = state.voter_ids();
@@ -377,7 +400,7 @@ impl Cluster {
         let lease = self.settings.failover_timeout / 2;
         let heard = voters
             .iter()
-            .filter(|&&v| v == self.node_id || self.seen_within(v, lease))
+            .filter(|&&v| v == self.node_id || self.answered_within(v, lease))
             .count();
         heard * 2 > voters.len()
     }
@@ -478,7 +501,7 @@ impl Cluster {
         }
     }
 
-    /// On the leader: moves `node_id`'s shards away, then removes it.
+    /// On the leader: removes `node_id`, then moves its shards to live members.
     async fn handle_remove(&self, node_id: NodeId) -> CallReply {
         let guard = self.raft.read().await;
         let Some(raft) = guard.as_ref() else {
@@ -496,10 +519,15 @@ impl Cluster {
                     .into(),
             });
         }
-        if let Err(error) = control::drain(raft, node_id).await {
+        // Leave the membership first: while the node is a member, a rebalance may hand its
+        // shards straight back to it.
+        if let Err(error) = raft.remove(node_id).await {
             return refused_failed(&error.to_string());
         }
-        match raft.remove(node_id).await {
+        let mut live = self.live_peers();
+        live.push(self.node_id);
+        live.retain(|&id| id != node_id);
+        match control::drain(raft, node_id, &live).await {
             Ok(()) => CallReply::Done,
             Err(error) => refused_failed(&error.to_string()),
         }

@@ -11,7 +11,7 @@ use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::{CALL_TIMEOUT, Cluster, JOIN_TIMEOUT, PING_INTERVAL, dispatch};
+use super::{CALL_TIMEOUT, Cluster, HEARTBEAT_ID, JOIN_TIMEOUT, PING_INTERVAL, dispatch};
 use crate::error::NodeError;
 use crate::node::Node;
 
@@ -37,10 +37,9 @@ async fn read_incoming(node: Node, mut link: PeerLink) {
     let peer = link.peer();
     debug!(%peer, "incoming cluster link");
     let reply_to = link.sender();
+    // Liveness comes from answered heartbeats on this node's own link to the peer, not from
+    // what arrives here: a peer may call this node without counting it as a member.
     while let Some(frame) = link.recv().await {
-        if let Some(cluster) = node.cluster() {
-            cluster.last_seen.insert(peer, Instant::now());
-        }
         dispatch::incoming(&node, peer, &reply_to, frame);
     }
     debug!(%peer, "incoming cluster link closed");
@@ -111,7 +110,6 @@ async fn maintain_link(
                 info!(%peer, %addr, "cluster link up");
                 backoff = FIRST_REDIAL;
                 logged_failure = false;
-                cluster.last_seen.insert(peer, Instant::now());
                 cluster.peers.insert(peer, link.sender());
                 run_link(&node, &cluster, link).await;
                 cluster.peers.remove(&peer);
@@ -135,24 +133,38 @@ async fn run_link(node: &Node, cluster: &Cluster, mut link: PeerLink) {
     let sender = link.sender();
     let mut ticker = tokio::time::interval(PING_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut seq = 0u64;
+    let mut refused = false;
+    let connected = Instant::now();
+    let window = cluster.settings.failover_timeout;
     loop {
         tokio::select! {
             _ = ticker.tick() => {
-                seq += 1;
                 // A full queue means the link is busy, not dead; the next tick tries again.
-                let _ = sender.try_send(Frame::Ping { seq });
-                if !cluster.seen_within(peer, cluster.settings.failover_timeout) {
+                let _ = sender.try_send(Frame::Call { id: HEARTBEAT_ID, call: Call::Heartbeat });
+                if connected.elapsed() > window && !cluster.seen_within(peer, window) {
                     warn!(%peer, "cluster peer silent past the failover timeout; re-dialling");
                     return;
                 }
             }
             frame = link.recv() => {
                 let Some(frame) = frame else { return };
-                cluster.last_seen.insert(peer, Instant::now());
                 match frame {
-                    Frame::Pong { .. } => {}
+                    // Only an answered heartbeat is contact: a peer that no longer counts this
+                    // node as a member refuses it, and this node's lease runs out.
+                    Frame::Reply { id: HEARTBEAT_ID, reply } => match reply {
+                        CallReply::Done => {
+                            refused = false;
+                            cluster.last_seen.insert(peer, Instant::now());
+                        }
+                        refusal => {
+                            if !refused {
+                                warn!(%peer, ?refusal, "peer does not count this node as a member");
+                                refused = true;
+                            }
+                        }
+                    },
                     Frame::Reply { id, reply } => cluster.answer(id, reply),
+                    Frame::Pong { .. } => {}
                     other => dispatch::incoming(node, peer, &sender, other),
                 }
             }

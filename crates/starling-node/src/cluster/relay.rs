@@ -51,6 +51,8 @@ pub(crate) enum RelayMsg {
     Expire(u64),
     /// The room's owner changed or went away: send everyone to resubscribe, then stop.
     Close,
+    /// How many local connections are subscribed.
+    SubscriberCount { reply: RpcReplyPort<usize> },
 }
 
 pub(crate) struct RelayActor;
@@ -138,6 +140,9 @@ impl Actor for RelayActor {
                         node: state.owner.0,
                     }));
                 }
+            }
+            RelayMsg::SubscriberCount { reply } => {
+                let _ = reply.send(state.subscribers.len());
             }
             RelayMsg::Close => {
                 state.close(&myself);
