@@ -19,11 +19,18 @@
 //! `EventSource` (npm `eventsource`) on `/connection/uni_sse` resumes every
 //! room after a dropped connection through `Last-Event-ID`.
 //!
+//! Across a cluster: `python/cluster_chat.py` runs two centrifuge-python clients, alice on
+//! node 1 and bob on node 3 of a 3-node [`TestCluster`], chatting in a room node 2 owns, so
+//! both reach the room through their node's relay. The script checks what the SDKs see (each
+//! gets its own and the other's messages, at the same consecutive offsets); the test then
+//! checks on the owner's metrics that every publication crossed to each relay node once.
+//!
 //! Layout:
 //! - [`Sdk`] and [`Encoding`]: which script runs and how it speaks.
 //! - [`run_script`]: node, tokens, child process, timeout, verdict;
 //!   [`run_cent_api`] the same for the server API script, [`run_fallback`]
-//!   for `transports.mjs` and [`run_uni_sse`] for `uni_sse.mjs`.
+//!   for `transports.mjs`, [`run_uni_sse`] for `uni_sse.mjs` and [`run_cluster_chat`] for
+//!   `cluster_chat.py` against a cluster.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -31,7 +38,8 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
+use starling_tests::cluster::TestCluster;
 use starling_tests::{TestNode, hs256_token};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
@@ -79,6 +87,10 @@ const SECRET: &str = "secret";
 /// A script that runs longer than this is killed and the test fails. The
 /// scripts give each wait 10 s and themselves 55 s.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Publications each client of `cluster_chat.py` sends at once in its check 5; with the two
+/// lines of check 4 the script publishes `2 * (1 + CHAT_BURST)` times.
+const CHAT_BURST: u64 = 5;
 
 /// Which SDK drives the checks.
 #[derive(Clone, Copy)]
@@ -270,6 +282,58 @@ async fn run_uni_sse() -> Result<()> {
     Ok(())
 }
 
+/// Runs `python/cluster_chat.py` against a fresh 3-node cluster: alice on node 1 with encoding
+/// `alice`, bob on node 3 with encoding `bob`, in a room owned by node 2.
+async fn run_cluster_chat(alice: Encoding, bob: Encoding) -> Result<()> {
+    let (program, _, dir) = Sdk::Python.command()?;
+    let cluster = TestCluster::start(3, CONFIG)
+        .await
+        .context("starting a 3-node cluster")?;
+    let prefix = format!("interop-cluster-{alice}-{bob}-{}-", std::process::id());
+    let room = cluster.room_owned_by(2, &prefix);
+    for via in [1, 3] {
+        let owner = cluster.owner_of(via, &room);
+        ensure!(
+            owner == 2,
+            "node {via} routes {room} to node {owner}, not node 2"
+        );
+    }
+    let metrics = |id: u64| cluster.member(id).node.node.metrics().snapshot();
+    let copies_before = metrics(2).cluster_copies;
+    let tag = format!("python cluster {alice}/{bob}");
+    let env = vec![
+        ("STARLING_WS_URL_ALICE", cluster.member(1).node.ws_url()),
+        ("STARLING_WS_URL_BOB", cluster.member(3).node.ws_url()),
+        ("STARLING_ENCODING_ALICE", alice.to_string()),
+        ("STARLING_ENCODING_BOB", bob.to_string()),
+        ("STARLING_TOKEN_BOB", hs256_token(SECRET, "bob", None)),
+        ("STARLING_HMAC_SECRET", SECRET.to_owned()),
+        ("STARLING_ROOM", room.clone()),
+        ("STARLING_BURST", CHAT_BURST.to_string()),
+    ];
+    let outcome = run_child(&tag, &program, "cluster_chat.py", &dir, env).await;
+    let copies = metrics(2).cluster_copies - copies_before;
+    let forwarded = [1, 3].map(|id| metrics(id).forwarded_calls);
+    cluster.stop().await;
+    let (status, output) = outcome?;
+    if !status.success() {
+        bail!("{tag} script failed ({status}); its output:\n{output}");
+    }
+    // Nodes 1 and 3 had a subscriber for every publication: the owner sent each one to both
+    // of them once, and to nobody else.
+    let publications = 2 * (1 + CHAT_BURST);
+    ensure!(
+        copies == 2 * publications,
+        "the owner sent {copies} publication copies to other nodes, want {}",
+        2 * publications
+    );
+    ensure!(
+        forwarded.iter().all(|&calls| calls > 0),
+        "nodes 1 and 3 forwarded {forwarded:?} calls to the owner; both should have"
+    );
+    Ok(())
+}
+
 /// Runs `script` with `env` (plus alice's token) and collects its output.
 async fn run_child(
     tag: &str,
@@ -371,4 +435,14 @@ async fn js_sse_json() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn js_uni_sse_resumes_after_drop() -> Result<()> {
     run_uni_sse().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_cluster_chat_json() -> Result<()> {
+    run_cluster_chat(Encoding::Json, Encoding::Json).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_cluster_chat_json_to_protobuf() -> Result<()> {
+    run_cluster_chat(Encoding::Json, Encoding::Protobuf).await
 }
