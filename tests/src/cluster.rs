@@ -15,7 +15,7 @@ use starling_node::{ClusterHandle, ClusterSettings, ClusterStatus, start_cluster
 use crate::{TestNode, eventually};
 
 /// The failover timeout test clusters run with: short, so failover tests stay quick.
-pub const TEST_FAILOVER: Duration = Duration::from_secs(2);
+pub const TEST_FAILOVER: Duration = Duration::from_secs(3);
 
 /// One member of a [`TestCluster`].
 pub struct Member {

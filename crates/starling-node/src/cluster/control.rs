@@ -20,6 +20,8 @@ use crate::room_actor::RoomMsg;
 
 /// How often the loop looks at liveness even when the state does not change.
 const TICK: Duration = Duration::from_millis(200);
+/// Ticks between sweeps of rooms and relays against an unchanged map (every 2 s).
+const SWEEP_EVERY: u32 = 10;
 
 pub(super) fn spawn(node: Node, cluster: Arc<Cluster>) -> AbortHandle {
     tokio::spawn(async move {
@@ -28,11 +30,13 @@ pub(super) fn spawn(node: Node, cluster: Arc<Cluster>) -> AbortHandle {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut seen_version = None;
         let mut down: HashSet<NodeId> = HashSet::new();
+        let mut ticks = 0u32;
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
                 changed = changes.changed() => if changed.is_err() { break },
             }
+            ticks = ticks.wrapping_add(1);
             let state = cluster.state();
             let version = state.shard_map.as_ref().map(|map| map.version());
             if version != seen_version {
@@ -42,6 +46,10 @@ pub(super) fn spawn(node: Node, cluster: Arc<Cluster>) -> AbortHandle {
                     shards = ?shard_counts(&state),
                     "shard map applied"
                 );
+                follow_map(&node, &cluster);
+            } else if ticks % SWEEP_EVERY == 0 {
+                // A room started on this node just as its shard moved away can miss the sweep
+                // of that map change; a periodic one catches it.
                 follow_map(&node, &cluster);
             }
             for &id in state.members.keys() {
@@ -142,29 +150,41 @@ async fn leader_duties(cluster: &Cluster, state: &ClusterState) {
     }
 }
 
-/// On the leader: moves every shard of `node_id` to the `live` members.
+/// On the leader: moves every shard of `node_id` to the `live` members. The control loop may
+/// be reassigning the same shards at the same time; a plan overtaken by it is made again from
+/// the newer map, and nothing is left to do once the node owns no shard.
 pub(super) async fn drain(
     raft: &ClusterNode,
     node_id: NodeId,
     live: &[NodeId],
 ) -> Result<(), NodeError> {
-    let state = raft.state();
-    let Some(map) = &state.shard_map else {
-        return Ok(());
-    };
-    let plan = plan_drain(map, node_id, live).map_err(|error| NodeError::Cluster {
-        reason: error.to_string(),
-    })?;
-    if plan.is_empty() {
-        return Ok(());
+    const ATTEMPTS: usize = 5;
+    for _ in 0..ATTEMPTS {
+        let state = raft.state();
+        let Some(map) = &state.shard_map else {
+            return Ok(());
+        };
+        let plan = plan_drain(map, node_id, live).map_err(|error| NodeError::Cluster {
+            reason: error.to_string(),
+        })?;
+        if plan.is_empty() {
+            return Ok(());
+        }
+        let command = ClusterCommand::ApplyPlan {
+            base_version: map.version(),
+            plan,
+        };
+        match raft.propose(command).await {
+            Ok(_) => return Ok(()),
+            Err(ClusterNodeError::Rejected(_)) => {}
+            Err(error) => {
+                return Err(NodeError::Cluster {
+                    reason: error.to_string(),
+                });
+            }
+        }
     }
-    raft.propose(ClusterCommand::ApplyPlan {
-        base_version: map.version(),
-        plan,
+    Err(NodeError::Cluster {
+        reason: format!("could not move the shards of node {node_id}: the map kept changing"),
     })
-    .await
-    .map_err(|error| NodeError::Cluster {
-        reason: error.to_string(),
-    })?;
-    Ok(())
 }

@@ -337,21 +337,20 @@ impl RelayState {
     }
 
     async fn on_publication(&mut self, publication: Publication) {
-        // Publications that skipped history carry no offset and are never checked.
-        if publication.offset > 0 {
-            let Some(position) = self.position.clone() else {
-                // No subscriber has been answered yet: nobody here needs it.
-                return;
-            };
-            if publication.offset <= position.offset {
-                return;
+        match arrival(self.position.as_ref(), publication.offset) {
+            Arrival::Unsequenced => {}
+            Arrival::Unwanted | Arrival::Duplicate => return,
+            Arrival::Next => {}
+            Arrival::Gap => {
+                if let Some(position) = self.position.clone() {
+                    self.fill_gap(&position, publication.offset).await;
+                }
             }
-            if publication.offset > position.offset + 1 {
-                self.fill_gap(&position, publication.offset).await;
-            }
-            if let Some(p) = self.position.as_mut() {
-                p.offset = publication.offset;
-            }
+        }
+        if publication.offset > 0
+            && let Some(p) = self.position.as_mut()
+        {
+            p.offset = publication.offset;
         }
         self.deliver(publication);
     }
@@ -426,5 +425,58 @@ impl RelayState {
                 .reply
                 .send(Err(NodeError::PeerUnavailable { node: self.owner.0 }));
         }
+    }
+}
+
+/// What a relay does with a publication at `offset`, given the last position it passed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arrival {
+    /// No offset (it skipped history): pass it on unchecked.
+    Unsequenced,
+    /// No subscriber has been answered yet, so nobody here needs it.
+    Unwanted,
+    /// At or before the last offset passed on: already delivered (or covered by a subscribe
+    /// answer).
+    Duplicate,
+    /// The next offset: pass it on.
+    Next,
+    /// Past the next offset: publications were lost on the way; fill from history first.
+    Gap,
+}
+
+fn arrival(position: Option<&StreamPosition>, offset: u64) -> Arrival {
+    if offset == 0 {
+        return Arrival::Unsequenced;
+    }
+    let Some(position) = position else {
+        return Arrival::Unwanted;
+    };
+    if offset <= position.offset {
+        Arrival::Duplicate
+    } else if offset == position.offset + 1 {
+        Arrival::Next
+    } else {
+        Arrival::Gap
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_are_checked_against_the_last_one_passed_on() {
+        let at = |offset| StreamPosition {
+            offset,
+            epoch: "e".into(),
+        };
+        assert_eq!(arrival(Some(&at(5)), 0), Arrival::Unsequenced);
+        assert_eq!(arrival(None, 0), Arrival::Unsequenced);
+        assert_eq!(arrival(None, 7), Arrival::Unwanted);
+        assert_eq!(arrival(Some(&at(5)), 4), Arrival::Duplicate);
+        assert_eq!(arrival(Some(&at(5)), 5), Arrival::Duplicate);
+        assert_eq!(arrival(Some(&at(5)), 6), Arrival::Next);
+        assert_eq!(arrival(Some(&at(5)), 8), Arrival::Gap);
+        assert_eq!(arrival(Some(&at(0)), 1), Arrival::Next);
     }
 }
