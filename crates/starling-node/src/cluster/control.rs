@@ -47,7 +47,7 @@ pub(super) fn spawn(node: Node, cluster: Arc<Cluster>) -> AbortHandle {
                     "shard map applied"
                 );
                 follow_map(&node, &cluster);
-            } else if ticks % SWEEP_EVERY == 0 {
+            } else if ticks.is_multiple_of(SWEEP_EVERY) {
                 // A room started on this node just as its shard moved away can miss the sweep
                 // of that map change; a periodic one catches it.
                 follow_map(&node, &cluster);
