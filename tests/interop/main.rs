@@ -25,12 +25,21 @@
 //! gets its own and the other's messages, at the same consecutive offsets); the test then
 //! checks on the owner's metrics that every publication crossed to each relay node once.
 //!
+//! Failover: `python/failover.py` runs one centrifuge-python client through a [`TcpProxy`]
+//! (the load balancer) to node 3 of a 3-node cluster, subscribed to a room node 1 owns and one
+//! node 3 owns. The test kills node 3 under it (the proxy cuts the connection, then points at
+//! node 1); the SDK reconnects and resubscribes on its own, recovers what it missed in the room
+//! that survived, and comes back with a new epoch in the room that moved. Test and script keep in
+//! step through the `SYNC <step>` lines the script prints ([`Script::sync`]).
+//!
 //! Layout:
 //! - [`Sdk`] and [`Encoding`]: which script runs and how it speaks.
 //! - [`run_script`]: node, tokens, child process, timeout, verdict;
 //!   [`run_cent_api`] the same for the server API script, [`run_fallback`]
-//!   for `transports.mjs`, [`run_uni_sse`] for `uni_sse.mjs` and [`run_cluster_chat`] for
-//!   `cluster_chat.py` against a cluster.
+//!   for `transports.mjs`, [`run_uni_sse`] for `uni_sse.mjs`, [`run_cluster_chat`] for
+//!   `cluster_chat.py` against a cluster and [`run_failover`] (with [`drive_failover`]) for
+//!   `failover.py`.
+//! - [`Script`]: a running script whose lines a test can wait for.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -40,9 +49,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use starling_tests::cluster::TestCluster;
-use starling_tests::{TestNode, hs256_token};
+use starling_tests::proxy::TcpProxy;
+use starling_tests::{TestNode, eventually, hs256_token};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::Command;
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// The server config the scripts' expectations are written against, as an
@@ -154,17 +165,20 @@ impl Sdk {
     }
 }
 
-/// Forwards each line of a child's stream to the test output as it comes and
-/// keeps it for the failure message.
+/// Forwards each line of a child's stream to the test output as it comes,
+/// keeps it for the failure message and hands it to `live` (for tests that
+/// follow a script's progress; nobody need be listening).
 fn forward(
     stream: impl AsyncRead + Unpin + Send + 'static,
     tag: String,
     lines: Arc<Mutex<Vec<String>>>,
+    live: mpsc::UnboundedSender<String>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut reader = BufReader::new(stream).lines();
         while let Ok(Some(line)) = reader.next_line().await {
             println!("[{tag}] {line}");
+            let _ = live.send(line.clone());
             // A poisoned lock only means another forwarder panicked; the
             // lines are still worth keeping.
             let mut kept = lines
@@ -334,6 +348,176 @@ async fn run_cluster_chat(alice: Encoding, bob: Encoding) -> Result<()> {
     Ok(())
 }
 
+/// Runs `python/failover.py` against a fresh 3-node cluster behind a [`TcpProxy`] that first
+/// forwards to node 3, and kills node 3 under the client; see [`drive_failover`] for the steps.
+async fn run_failover() -> Result<()> {
+    let (program, _, dir) = Sdk::Python.command()?;
+    let mut cluster = TestCluster::start(3, CONFIG)
+        .await
+        .context("starting a 3-node cluster")?;
+    let prefix = format!("interop-failover-{}-", std::process::id());
+    let rooms = Rooms {
+        stays: cluster.room_owned_by(1, &format!("{prefix}stays-")),
+        moves: cluster.room_owned_by(3, &format!("{prefix}moves-")),
+    };
+    let proxy = TcpProxy::start(cluster.member(3).node.http_addr)
+        .await
+        .context("starting the proxy")?;
+    let tag = "python failover";
+    let env = vec![
+        (
+            "STARLING_WS_URL",
+            format!("ws://{}/connection/websocket", proxy.local_addr()),
+        ),
+        ("STARLING_HMAC_SECRET", SECRET.to_owned()),
+        ("STARLING_ROOM_STAYS", rooms.stays.clone()),
+        ("STARLING_ROOM_MOVES", rooms.moves.clone()),
+        ("STARLING_OUTAGE", OUTAGE.to_string()),
+    ];
+    let mut script = match Script::spawn(tag, &program, "failover.py", &dir, env) {
+        Ok(script) => script,
+        Err(error) => {
+            cluster.stop().await;
+            return Err(error);
+        }
+    };
+    let outcome = match drive_failover(&mut cluster, &proxy, &mut script, &rooms).await {
+        Ok(()) => script.finish().await,
+        Err(error) => Err(script.abandon(error).await),
+    };
+    let accepted = proxy.accepted();
+    cluster.stop().await;
+    let (status, output) = outcome?;
+    if !status.success() {
+        bail!("{tag} script failed ({status}); its output:\n{output}");
+    }
+    // The first connection, and at least the one that got through after the switch (attempts
+    // while the proxy was cut were accepted and closed).
+    ensure!(
+        accepted >= 2,
+        "the proxy accepted {accepted} connections; the client never reconnected through it"
+    );
+    Ok(())
+}
+
+/// Publications the test makes in the surviving room while the client is away.
+const OUTAGE: u64 = 3;
+
+/// The rooms of `failover.py`: `stays` is owned by node 1, `moves` by node 3, the one killed.
+struct Rooms {
+    stays: String,
+    moves: String,
+}
+
+/// The test's side of `failover.py`, step by step with the script's `SYNC` lines.
+async fn drive_failover(
+    cluster: &mut TestCluster,
+    proxy: &TcpProxy,
+    script: &mut Script,
+    rooms: &Rooms,
+) -> Result<()> {
+    let Rooms { stays, moves } = rooms;
+    for via in 1..=3 {
+        ensure!(
+            cluster.owner_of(via, stays) == 1 && cluster.owner_of(via, moves) == 3,
+            "node {via} routes {stays} to node {} and {moves} to node {}, want 1 and 3",
+            cluster.owner_of(via, stays),
+            cluster.owner_of(via, moves)
+        );
+    }
+
+    // The client is on node 3, which relays stays from node 1: the owners list it.
+    let first_id = script.sync("subscribed").await?;
+    for room in [stays, moves] {
+        let owner = cluster.owner_of(1, room);
+        ensure_present(cluster, owner, room, &first_id).await?;
+    }
+    for room in [stays, moves] {
+        publish(cluster, 1, room, "before", 1).await?;
+    }
+    script.sync("received").await?;
+
+    // Node 3 dies: its connections drop without a word, and the load balancer has nowhere to
+    // send the client until it points at node 1.
+    proxy.cut();
+    cluster.kill(3).await;
+    for n in 1..=OUTAGE {
+        publish(cluster, 2, stays, "outage", n).await?;
+    }
+    proxy.switch_to(cluster.member(1).node.http_addr);
+
+    // The client is back on node 1 and resubscribed to both rooms; moves has a new owner.
+    let back_id = script.sync("resubscribed").await?;
+    cluster
+        .settled()
+        .await
+        .context("the cluster after the death of node 3")?;
+    let new_owner = cluster.owner_of(1, moves);
+    ensure!(new_owner != 3, "{moves} is still owned by the dead node 3");
+    // Node 3's relay entries are gone: only the new connection is present.
+    ensure_present(cluster, 1, stays, &back_id).await?;
+    ensure_present(cluster, new_owner, moves, &back_id).await?;
+    for room in [stays, moves] {
+        publish(cluster, 2, room, "after", 1).await?;
+    }
+    Ok(())
+}
+
+/// Publishes `{"room": "stays"|"moves", "phase": phase, "n": n}` in `room` through the server
+/// API of node `via`.
+async fn publish(cluster: &TestCluster, via: u64, room: &str, phase: &str, n: u64) -> Result<()> {
+    let label = room
+        .rsplit('-')
+        .nth(1)
+        .context("the room names end in -stays-N or -moves-N")?;
+    let data = serde_json::json!({"room": label, "phase": phase, "n": n});
+    cluster
+        .member(via)
+        .node
+        .node
+        .publish_from_api(
+            room,
+            serde_json::to_vec(&data)?.into(),
+            Default::default(),
+            false,
+        )
+        .await
+        .with_context(|| format!("publishing {data} in {room} through node {via}"))?;
+    Ok(())
+}
+
+/// Waits (bounded) until the presence of `room`, asked of node `via`, is exactly alice's
+/// connection `client`.
+async fn ensure_present(cluster: &TestCluster, via: u64, room: &str, client: &str) -> Result<()> {
+    let node = &cluster.member(via).node.node;
+    let want = vec![("alice".to_owned(), client.to_owned())];
+    let last = Mutex::new(Vec::new());
+    let settled = eventually(PRESENCE_WAIT, || async {
+        let found = match node.presence(room).await {
+            Ok(infos) => infos
+                .into_iter()
+                .map(|info| (info.user, info.client))
+                .collect(),
+            Err(error) => vec![("error".to_owned(), error.to_string())],
+        };
+        let ok = found == want;
+        *last.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = found;
+        ok
+    })
+    .await;
+    let last = last
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    ensure!(
+        settled,
+        "presence of {room} via node {via} is {last:?}, want only alice's client {client}"
+    );
+    Ok(())
+}
+
+/// How long presence may take to show the client's current connection only.
+const PRESENCE_WAIT: Duration = Duration::from_secs(5);
+
 /// Runs `script` with `env` (plus alice's token) and collects its output.
 async fn run_child(
     tag: &str,
@@ -342,53 +526,142 @@ async fn run_child(
     dir: &Path,
     env: Vec<(&str, String)>,
 ) -> Result<(ExitStatus, String)> {
-    let mut child = Command::new(program)
-        .arg(script)
-        .current_dir(dir)
-        .envs(env)
-        .env("STARLING_TOKEN_ALICE", hs256_token(SECRET, "alice", None))
-        .env("PYTHONUNBUFFERED", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| {
-            format!(
-                "starting {} {script} in {}",
-                program.display(),
-                dir.display()
-            )
-        })?;
+    Script::spawn(tag, program, script, dir, env)?
+        .finish()
+        .await
+}
 
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let mut forwarders = Vec::new();
-    if let Some(stdout) = child.stdout.take() {
-        forwarders.push(forward(stdout, tag.to_owned(), Arc::clone(&lines)));
-    }
-    if let Some(stderr) = child.stderr.take() {
-        forwarders.push(forward(stderr, tag.to_owned(), Arc::clone(&lines)));
+/// A running script: its process, its output so far, and its lines as they come. It is killed
+/// [`SCRIPT_TIMEOUT`] after it started, or when dropped.
+struct Script {
+    tag: String,
+    child: Child,
+    forwarders: Vec<JoinHandle<()>>,
+    lines: Arc<Mutex<Vec<String>>>,
+    live: mpsc::UnboundedReceiver<String>,
+    deadline: tokio::time::Instant,
+}
+
+impl Script {
+    /// Starts `script` with `env` (plus alice's token).
+    fn spawn(
+        tag: &str,
+        program: &Path,
+        script: &str,
+        dir: &Path,
+        env: Vec<(&str, String)>,
+    ) -> Result<Script> {
+        let deadline = tokio::time::Instant::now() + SCRIPT_TIMEOUT;
+        let mut child = Command::new(program)
+            .arg(script)
+            .current_dir(dir)
+            .envs(env)
+            .env("STARLING_TOKEN_ALICE", hs256_token(SECRET, "alice", None))
+            .env("PYTHONUNBUFFERED", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "starting {} {script} in {}",
+                    program.display(),
+                    dir.display()
+                )
+            })?;
+
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (live_tx, live) = mpsc::unbounded_channel();
+        let mut forwarders = Vec::new();
+        if let Some(stdout) = child.stdout.take() {
+            forwarders.push(forward(
+                stdout,
+                tag.to_owned(),
+                Arc::clone(&lines),
+                live_tx.clone(),
+            ));
+        }
+        if let Some(stderr) = child.stderr.take() {
+            forwarders.push(forward(stderr, tag.to_owned(), Arc::clone(&lines), live_tx));
+        }
+        Ok(Script {
+            tag: tag.to_owned(),
+            child,
+            forwarders,
+            lines,
+            live,
+            deadline,
+        })
     }
 
-    let waited = tokio::time::timeout(SCRIPT_TIMEOUT, child.wait()).await;
-    if waited.is_err() {
-        // The wait was cut short; kill() also reaps the child.
-        child.kill().await.context("killing the timed-out script")?;
+    /// Everything the script printed so far.
+    fn output(&self) -> String {
+        self.lines
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .join("\n")
     }
-    for forwarder in forwarders {
-        // The streams end once the child is gone; a forwarder that panicked
-        // has nothing more to give.
-        let _ = forwarder.await;
+
+    /// Waits for the script to print `SYNC <step>` (optionally followed by a space and an
+    /// argument, which is returned). Fails when the script ends its output first, prints
+    /// `FAIL`, or reaches its deadline.
+    async fn sync(&mut self, step: &str) -> Result<String> {
+        let want = format!("SYNC {step}");
+        loop {
+            let line = match tokio::time::timeout_at(self.deadline, self.live.recv()).await {
+                Ok(Some(line)) => line,
+                Ok(None) => bail!("{}: the script ended before `{want}`", self.tag),
+                Err(_) => bail!(
+                    "{}: no `{want}` within {SCRIPT_TIMEOUT:?} of the start",
+                    self.tag
+                ),
+            };
+            if line.starts_with("FAIL") {
+                bail!("{}: the script failed before `{want}`: {line}", self.tag);
+            }
+            if line == want {
+                return Ok(String::new());
+            }
+            if let Some(arg) = line.strip_prefix(&format!("{want} ")) {
+                return Ok(arg.to_owned());
+            }
+        }
     }
-    let output = lines
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .join("\n");
-    match waited {
-        Ok(status) => Ok((status.context("waiting for the script")?, output)),
-        Err(_) => bail!(
-            "{tag} interop script did not finish within {SCRIPT_TIMEOUT:?}; its output:\n{output}"
-        ),
+
+    /// Waits for the script to exit (killing it at its deadline) and returns its exit status
+    /// and output.
+    async fn finish(mut self) -> Result<(ExitStatus, String)> {
+        let waited = tokio::time::timeout_at(self.deadline, self.child.wait()).await;
+        if waited.is_err() {
+            // The wait was cut short; kill() also reaps the child.
+            self.child
+                .kill()
+                .await
+                .context("killing the timed-out script")?;
+        }
+        for forwarder in self.forwarders.drain(..) {
+            // The streams end once the child is gone; a forwarder that panicked
+            // has nothing more to give.
+            let _ = forwarder.await;
+        }
+        let output = self.output();
+        match waited {
+            Ok(status) => Ok((status.context("waiting for the script")?, output)),
+            Err(_) => bail!(
+                "{} interop script did not finish within {SCRIPT_TIMEOUT:?}; its output:\n{output}",
+                self.tag
+            ),
+        }
+    }
+
+    /// Kills the script (the test gave up on it) and returns `error` with its output.
+    async fn abandon(mut self, error: anyhow::Error) -> anyhow::Error {
+        let _ = self.child.kill().await;
+        for forwarder in self.forwarders.drain(..) {
+            let _ = forwarder.await;
+        }
+        anyhow::anyhow!("{error:#}; the script's output:\n{}", self.output())
     }
 }
 
@@ -445,4 +718,9 @@ async fn python_cluster_chat_json() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_cluster_chat_json_to_protobuf() -> Result<()> {
     run_cluster_chat(Encoding::Json, Encoding::Protobuf).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_survives_its_node_dying() -> Result<()> {
+    run_failover().await
 }

@@ -5,6 +5,7 @@
 //! deadline (tests never sleep to synchronise).
 
 pub mod cluster;
+pub mod proxy;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

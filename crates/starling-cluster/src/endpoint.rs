@@ -229,20 +229,7 @@ impl ClusterEndpoint {
                     });
                 }
                 Some(_) => {}
-                None => {
-                    if hello.node_id == local {
-                        return Err(LinkError::SelfConnection {
-                            addr,
-                            node_id: local,
-                        });
-                    }
-                    if !peer_cert_names(&conn, hello.node_id) {
-                        return Err(LinkError::PeerIdentity {
-                            addr,
-                            claimed: hello.node_id,
-                        });
-                    }
-                }
+                None => check_identity(&conn, addr, local, hello.node_id)?,
             }
             Ok((reader, writer, hello.node_id))
         })
@@ -485,18 +472,7 @@ async fn handshake(
             }
             None => return Err(LinkError::StreamEnded { addr }),
         };
-        if hello.node_id == local {
-            return Err(LinkError::SelfConnection {
-                addr,
-                node_id: local,
-            });
-        }
-        if !peer_cert_names(&conn, hello.node_id) {
-            return Err(LinkError::PeerIdentity {
-                addr,
-                claimed: hello.node_id,
-            });
-        }
+        check_identity(&conn, addr, local, hello.node_id)?;
         writer.send(&Frame::Hello(Hello::new(local))).await?;
         Ok(Opening::Hello(hello, reader, writer))
     })
@@ -547,6 +523,25 @@ async fn read_hello(reader: &mut FrameReader, addr: SocketAddr) -> Result<Hello,
         }),
         None => Err(LinkError::StreamEnded { addr }),
     }
+}
+
+/// Checks a peer's claimed node id: not this node, and named by its TLS certificate.
+fn check_identity(
+    conn: &Connection,
+    addr: SocketAddr,
+    local: NodeId,
+    claimed: NodeId,
+) -> Result<(), LinkError> {
+    if claimed == local {
+        return Err(LinkError::SelfConnection {
+            addr,
+            node_id: local,
+        });
+    }
+    if !peer_cert_names(conn, claimed) {
+        return Err(LinkError::PeerIdentity { addr, claimed });
+    }
+    Ok(())
 }
 
 /// Whether the peer's TLS certificate names `node_id`.

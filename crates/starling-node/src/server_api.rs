@@ -146,6 +146,31 @@ pub struct ServerSubscription {
     pub overrides: ChannelOverrides,
 }
 
+impl From<WireNodeInfo> for NodeInfo {
+    fn from(info: WireNodeInfo) -> Self {
+        let WireNodeInfo {
+            uid,
+            name,
+            version,
+            num_clients,
+            num_users,
+            num_channels,
+            num_subs,
+            uptime_secs,
+        } = info;
+        NodeInfo {
+            uid,
+            name,
+            version,
+            num_clients,
+            num_users,
+            num_channels,
+            num_subs,
+            uptime_secs,
+        }
+    }
+}
+
 /// How a server API `refresh` changes a connection's expiry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExpiryUpdate {
@@ -455,16 +480,7 @@ impl Node {
         let mut nodes = vec![self.info()];
         for reply in self.ask_other_nodes(Call::Info).await {
             if let CallReply::Info(info) = reply {
-                nodes.push(NodeInfo {
-                    uid: info.uid,
-                    name: info.name,
-                    version: info.version,
-                    num_clients: info.num_clients,
-                    num_users: info.num_users,
-                    num_channels: info.num_channels,
-                    num_subs: info.num_subs,
-                    uptime_secs: info.uptime_secs,
-                });
+                nodes.push(info.into());
             }
         }
         nodes
@@ -515,16 +531,25 @@ impl Node {
 
     /// This node's counters in wire form.
     pub(crate) fn info_to_wire(&self) -> WireNodeInfo {
-        let info = self.info();
+        let NodeInfo {
+            uid,
+            name,
+            version,
+            num_clients,
+            num_users,
+            num_channels,
+            num_subs,
+            uptime_secs,
+        } = self.info();
         WireNodeInfo {
-            uid: info.uid,
-            name: info.name,
-            version: info.version,
-            num_clients: info.num_clients,
-            num_users: info.num_users,
-            num_channels: info.num_channels,
-            num_subs: info.num_subs,
-            uptime_secs: info.uptime_secs,
+            uid,
+            name,
+            version,
+            num_clients,
+            num_users,
+            num_channels,
+            num_subs,
+            uptime_secs,
         }
     }
 

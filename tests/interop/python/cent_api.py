@@ -22,7 +22,6 @@ synchronise: every wait is on an SDK event with a deadline.
 import asyncio
 import json
 import sys
-import traceback
 from typing import Any, Callable, List, Tuple
 
 from cent import (
@@ -42,7 +41,7 @@ from cent import (
 )
 from centrifuge import Client, ClientEventHandler
 
-from checks import WAIT, CheckFailed, env, expect, passed
+from checks import WAIT, CheckFailed, env, expect, passed, run_checks
 
 
 class Events(ClientEventHandler):
@@ -214,22 +213,5 @@ async def checks(api, wrong, events: Events, client_id: str, personal: str, othe
     passed("9 disconnect", f"alice closed with {gone.code} {gone.reason!r}")
 
 
-def main() -> int:
-    try:
-        asyncio.run(asyncio.wait_for(run(), 55))
-    except CheckFailed as e:
-        print(f"FAIL {e}", flush=True)
-        return 1
-    except asyncio.TimeoutError:
-        print("FAIL the script ran past its 55 s budget", flush=True)
-        return 1
-    except Exception:
-        print("FAIL unexpected exception:", flush=True)
-        traceback.print_exc(file=sys.stdout)
-        return 1
-    print("all checks passed", flush=True)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_checks(run))

@@ -27,12 +27,11 @@ The event recorders, payload helpers and token hooks are interop.py's.
 import asyncio
 import json
 import sys
-import traceback
 from typing import Any, List, Tuple
 
 from centrifuge import Client
 
-from checks import WAIT, CheckFailed, env, expect, passed
+from checks import WAIT, CheckFailed, env, expect, passed, run_checks
 from interop import ClientEvents, Payloads, SubEvents, Tokens
 
 
@@ -256,22 +255,5 @@ async def checks(alice: Side, bob: Side, room: str, burst: int) -> None:
     passed("7 leave", "alice saw bob leave from the other node")
 
 
-def main() -> int:
-    try:
-        asyncio.run(asyncio.wait_for(run(), 55))
-    except CheckFailed as e:
-        print(f"FAIL {e}", flush=True)
-        return 1
-    except asyncio.TimeoutError:
-        print("FAIL the script ran past its 55 s budget", flush=True)
-        return 1
-    except Exception:
-        print("FAIL unexpected exception:", flush=True)
-        traceback.print_exc(file=sys.stdout)
-        return 1
-    print("all checks passed", flush=True)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_checks(run))

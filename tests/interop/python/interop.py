@@ -28,7 +28,6 @@ import hmac
 import json
 import sys
 import time
-import traceback
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
 from centrifuge import (
@@ -38,7 +37,7 @@ from centrifuge import (
     SubscriptionEventHandler,
 )
 
-from checks import WAIT, CheckFailed, env, expect, passed
+from checks import WAIT, CheckFailed, env, expect, passed, run_checks
 
 
 class Recorder:
@@ -525,22 +524,5 @@ async def checks(
     passed("9 smallhistory", f"history kept offsets {[o for o, _ in got]} of {offsets}")
 
 
-def main() -> int:
-    try:
-        asyncio.run(asyncio.wait_for(run(), 55))
-    except CheckFailed as e:
-        print(f"FAIL {e}", flush=True)
-        return 1
-    except asyncio.TimeoutError:
-        print("FAIL the script ran past its 55 s budget", flush=True)
-        return 1
-    except Exception:
-        print("FAIL unexpected exception:", flush=True)
-        traceback.print_exc(file=sys.stdout)
-        return 1
-    print("all checks passed", flush=True)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_checks(run))
