@@ -82,11 +82,13 @@ fn protocol(args: &RunArgs) -> Protocol {
     }
 }
 
-/// The URL flag, or the target's default.
-fn url(args: &RunArgs) -> String {
-    args.url
-        .clone()
-        .unwrap_or_else(|| args.target.default_url())
+/// The URL flags, or the target's default.
+fn urls(args: &RunArgs) -> Vec<String> {
+    if args.url.is_empty() {
+        vec![args.target.default_url()]
+    } else {
+        args.url.clone()
+    }
 }
 
 /// How the wire encoding appears in reports.
@@ -101,10 +103,13 @@ fn encoding_name(args: &RunArgs) -> &'static str {
 
 /// The settings of worker `index` of `workers`.
 fn settings(args: &RunArgs, index: u32, workers: u32) -> anyhow::Result<Settings> {
-    let target = Target::new(&url(args), protocol(args), &args.secret)?;
+    let targets = urls(args)
+        .iter()
+        .map(|url| Target::new(url, protocol(args), &args.secret))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let plan = plan(args);
     let source_ips = match args.source_ips {
-        _ if !target.addr().ip().is_loopback() => 0,
+        _ if !targets.iter().all(|t| t.addr().ip().is_loopback()) => 0,
         Some(n) => n.min(254),
         None => plan
             .connections
@@ -112,7 +117,7 @@ fn settings(args: &RunArgs, index: u32, workers: u32) -> anyhow::Result<Settings
             .clamp(DEFAULT_SOURCE_IPS, 254) as u32,
     };
     Ok(Settings {
-        target,
+        targets,
         slice: plan.slice(index, workers),
         plan,
         payload: args.payload.max(MIN_SIZE),
@@ -329,14 +334,12 @@ fn sleep_until_ns(deadline: u64) {
 
 /// Runs the scenario the flags describe and returns its report.
 pub(crate) fn run(args: &RunArgs) -> anyhow::Result<Report> {
-    let server = args.server_pid.map(Proc::Pid);
-    let rss_baseline = server
-        .map(Proc::rss_kib)
-        .transpose()
-        .context("reading the server's /proc/PID/status")?;
+    let servers: Vec<Proc> = args.server_pid.iter().copied().map(Proc::Pid).collect();
+    let rss_baseline =
+        sample_all(&servers, Proc::rss_kib).context("reading the server's /proc/PID/status")?;
     let (links, inbox) = start(args)?;
     let workers = links.len();
-    let outcome = measure(args, server, rss_baseline, links, &inbox, workers);
+    let outcome = measure(args, &servers, rss_baseline, links, &inbox, workers);
     outcome.map(|(report, links)| {
         for link in links {
             link.finish(false);
@@ -345,10 +348,23 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<Report> {
     })
 }
 
+/// One /proc reading of every server process, in `--server-pid` order.
+fn sample_all(
+    servers: &[Proc],
+    what: fn(Proc) -> std::io::Result<u64>,
+) -> anyhow::Result<Vec<u64>> {
+    servers
+        .iter()
+        .map(|&server| {
+            what(server).with_context(|| format!("reading the server's /proc ({server:?})"))
+        })
+        .collect()
+}
+
 fn measure(
     args: &RunArgs,
-    server: Option<Proc>,
-    rss_baseline: Option<u64>,
+    servers: &[Proc],
+    rss_baseline: Vec<u64>,
     mut links: Vec<Link>,
     inbox: &Inbox,
     workers: usize,
@@ -367,12 +383,7 @@ fn measure(
         Err(error) => return abort(links, error.context("connect phase")),
     };
     thread::sleep(secs(args.settle));
-    let sample = |what: fn(Proc) -> std::io::Result<u64>| -> anyhow::Result<Option<u64>> {
-        server
-            .map(what)
-            .transpose()
-            .context("reading the server's /proc")
-    };
+    let sample = |what: fn(Proc) -> std::io::Result<u64>| sample_all(servers, what);
     let rss_connected = match sample(Proc::rss_kib) {
         Ok(value) => value,
         Err(error) => return abort(links, error),
@@ -419,31 +430,19 @@ fn measure(
         Ok(results) => results,
         Err(error) => return abort(links, error.context("measurement window")),
     };
-    let server_samples = match (
-        args.server_pid,
-        rss_baseline,
-        rss_connected,
-        rss_after,
-        cpu_start,
-        cpu_end,
-    ) {
-        (
-            Some(pid),
-            Some(rss_baseline_kib),
-            Some(rss_connected_kib),
-            Some(rss_after_kib),
-            Some(cpu_start),
-            Some(cpu_end),
-        ) => Some(ServerSamples {
+    let server_samples: Vec<ServerSamples> = args
+        .server_pid
+        .iter()
+        .enumerate()
+        .map(|(i, &pid)| ServerSamples {
             pid,
-            rss_baseline_kib,
-            rss_connected_kib,
-            rss_after_kib,
-            cpu_start,
-            cpu_end,
-        }),
-        _ => None,
-    };
+            rss_baseline_kib: rss_baseline[i],
+            rss_connected_kib: rss_connected[i],
+            rss_after_kib: rss_after[i],
+            cpu_start: cpu_start[i],
+            cpu_end: cpu_end[i],
+        })
+        .collect();
     let plan = plan(args);
     let header = Header {
         scenario: plan.scenario.name().to_owned(),
@@ -460,13 +459,105 @@ fn measure(
         window_secs: secs(args.duration).as_secs_f64(),
         churn: plan.scenario == Scenario::Churn,
     };
-    let report = Report::build(
+    // With one server (or none) the report is what it always was; with
+    // several, `server` is their sum and `server_nodes` has each of them.
+    let connections_per_node = connections_per_node(&plan, server_samples.len());
+    let mut report = Report::build(
         header,
         &readies,
         &results,
-        server_samples,
+        ServerSamples::sum(&server_samples),
         machine,
         now_ns() / 1_000_000_000,
     );
+    if server_samples.len() > 1 {
+        report.add_server_nodes(&server_samples, &connections_per_node);
+    }
+    let urls = urls(args);
+    if urls.len() > 1 {
+        report.urls = urls;
+    }
     Ok((report, links))
+}
+
+/// Planned connections on each of `nodes` nodes (the plan's round-robin).
+fn connections_per_node(plan: &Plan, nodes: usize) -> Vec<u64> {
+    let mut counts = vec![0; nodes];
+    if nodes > 1 {
+        for index in 0..plan.connections {
+            counts[plan.node(index, nodes)] += 1;
+        }
+    } else if let Some(count) = counts.first_mut() {
+        *count = plan.connections;
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::Cli;
+
+    fn args(line: &[&str]) -> RunArgs {
+        let mut argv = vec!["loadgen"];
+        argv.extend_from_slice(line);
+        Cli::try_parse_from(argv).expect("flags").run
+    }
+
+    #[test]
+    fn one_url_or_none_keeps_a_single_target() {
+        assert_eq!(
+            urls(&args(&[])),
+            ["ws://127.0.0.1:8000/connection/websocket"]
+        );
+        let one = args(&["--url", "ws://127.0.0.1:9/x", "--server-pid", "7"]);
+        assert_eq!(urls(&one), ["ws://127.0.0.1:9/x"]);
+        assert_eq!(one.server_pid, [7]);
+        assert_eq!(settings(&one, 0, 1).expect("settings").targets.len(), 1);
+    }
+
+    #[test]
+    fn urls_and_pids_repeat_or_come_as_lists() {
+        let repeated = args(&[
+            "--url",
+            "ws://127.0.0.1:1/a",
+            "--url",
+            "ws://127.0.0.1:2/a",
+            "--url",
+            "ws://127.0.0.1:3/a",
+            "--server-pid",
+            "10",
+            "--server-pid",
+            "11",
+            "--server-pid",
+            "12",
+        ]);
+        let listed = args(&[
+            "--urls",
+            "ws://127.0.0.1:1/a,ws://127.0.0.1:2/a,ws://127.0.0.1:3/a",
+            "--server-pid",
+            "10,11,12",
+        ]);
+        for run in [repeated, listed] {
+            assert_eq!(urls(&run).len(), 3);
+            assert_eq!(run.server_pid, [10, 11, 12]);
+            let settings = settings(&run, 0, 1).expect("settings");
+            let ports: Vec<u16> = settings.targets.iter().map(|t| t.addr().port()).collect();
+            assert_eq!(ports, [1, 2, 3]);
+            assert_eq!(
+                settings.source_ips, 64,
+                "loopback nodes keep the source spread"
+            );
+        }
+    }
+
+    #[test]
+    fn planned_connections_per_node_follow_the_plan() {
+        let plan = Plan::fanout(5000, 1);
+        assert_eq!(connections_per_node(&plan, 3), [1668, 1667, 1666]);
+        assert_eq!(connections_per_node(&plan, 1), [5001]);
+        assert!(connections_per_node(&plan, 0).is_empty());
+    }
 }

@@ -8,7 +8,8 @@
 //! messages/s, end-to-end and publish-ack latency, connects/s, and — given
 //! the server's pid — its CPU time per delivery and memory per connection.
 //! `--workers N` spreads the connections over N child processes (and
-//! 127.0.0.x source addresses) to get past per-process file limits.
+//! 127.0.0.x source addresses) to get past per-process file limits;
+//! several `--url`s spread them over the nodes of a cluster.
 //! See benches/README.md.
 //!
 //! # Layout
@@ -133,8 +134,11 @@ struct RunArgs {
     /// WebSocket endpoint of the server [default: starling
     /// ws://127.0.0.1:8000/connection/websocket, nats ws://127.0.0.1:8080/,
     /// socketio ws://127.0.0.1:3000/socket.io/?EIO=4&transport=websocket].
-    #[arg(long)]
-    url: Option<String>,
+    /// Repeat it (or give a comma-separated list) for the nodes of a
+    /// cluster: connections go round-robin over the URLs, and in fanout
+    /// the subscribers go round-robin while every publisher uses the first.
+    #[arg(long, alias = "urls", value_delimiter = ',')]
+    url: Vec<String>,
     /// Wire encoding (Starling only).
     #[arg(long, value_enum, default_value_t = EncodingArg::Json)]
     encoding: EncodingArg,
@@ -198,8 +202,10 @@ struct RunArgs {
     #[arg(long)]
     source_ips: Option<u32>,
     /// Pid of the server, for CPU per delivery and memory per connection.
-    #[arg(long)]
-    server_pid: Option<u32>,
+    /// Repeat it (or give a comma-separated list) for a cluster's nodes: the
+    /// report sums them and lists each node too.
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,

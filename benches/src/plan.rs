@@ -129,6 +129,21 @@ impl Plan {
         }
     }
 
+    /// Which of `nodes` servers (URLs) connection `index` connects to.
+    ///
+    /// Round-robin by index, except that in fanout the subscribers alone go
+    /// round-robin and every publisher goes to the first node: scenario (e),
+    /// subscribers spread over a cluster and the publisher on one node. With
+    /// one node (or none) it is always 0.
+    pub(crate) fn node(&self, index: u64, nodes: usize) -> usize {
+        let nodes = nodes.max(1) as u64;
+        let node = match self.scenario {
+            Scenario::Fanout if index >= self.subscribers_per_room => 0,
+            _ => index % nodes,
+        };
+        node as usize
+    }
+
     /// Publishing connections in total.
     pub(crate) fn publishers(&self) -> u64 {
         self.publishers_per_room * self.rooms
@@ -204,6 +219,49 @@ mod tests {
         );
         assert_eq!(plan.publishers(), 0);
         assert_eq!(Plan::idle(2, 50).rooms, 2);
+    }
+
+    #[test]
+    fn one_node_takes_every_connection() {
+        for plan in [
+            Plan::fanout(5, 2),
+            Plan::many_rooms(3, 4),
+            Plan::idle(10, 3),
+            Plan::churn(4, 2),
+        ] {
+            assert!((0..plan.connections).all(|i| plan.node(i, 1) == 0));
+            assert!((0..plan.connections).all(|i| plan.node(i, 0) == 0));
+        }
+    }
+
+    #[test]
+    fn fanout_spreads_subscribers_and_keeps_publishers_on_the_first_node() {
+        let plan = Plan::fanout(5000, 2);
+        let mut subscribers = [0u64; 3];
+        for index in 0..plan.connections {
+            let node = plan.node(index, 3);
+            if plan.role(index).publishes {
+                assert_eq!(node, 0, "publisher {index}");
+            } else {
+                subscribers[node] += 1;
+            }
+        }
+        assert_eq!(subscribers, [1667, 1667, 1666]);
+        // Round-robin, so every worker's contiguous slice is spread too.
+        let slice = plan.slice(1, 3);
+        let nodes: Vec<usize> = slice.take(3).map(|i| plan.node(i, 3)).collect();
+        assert_eq!(nodes.len(), 3);
+        assert!(nodes.contains(&0) && nodes.contains(&1) && nodes.contains(&2));
+    }
+
+    #[test]
+    fn other_scenarios_go_round_robin_over_nodes() {
+        let plan = Plan::many_rooms(3, 4);
+        let nodes: Vec<usize> = (0..plan.connections).map(|i| plan.node(i, 3)).collect();
+        assert_eq!(nodes, [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2]);
+        let plan = Plan::idle(5, 2);
+        let nodes: Vec<usize> = (0..plan.connections).map(|i| plan.node(i, 2)).collect();
+        assert_eq!(nodes, [0, 1, 0, 1, 0]);
     }
 
     #[test]

@@ -49,8 +49,17 @@ pub(crate) struct Report {
     pub(crate) delivery: DeliveryReport,
     /// Churn loops, for the churn scenario.
     pub(crate) churn: Option<ChurnReport>,
-    /// The server process, when `--server-pid` was given.
+    /// The server process, when `--server-pid` was given; with several
+    /// pids (a cluster's nodes), their sum: CPU per delivery is the CPU of
+    /// every node over the deliveries, RSS figures are summed.
     pub(crate) server: Option<ServerReport>,
+    /// Each node, when several `--server-pid`s were given, in their order;
+    /// a node's CPU per delivery is its share of the sum.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) server_nodes: Vec<ServerReport>,
+    /// The server URLs, when there were several.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) urls: Vec<String>,
     /// The generator's own CPU use.
     pub(crate) generator: GeneratorReport,
     /// The whole machine during the window: how noisy the run was.
@@ -195,6 +204,40 @@ pub(crate) struct ServerSamples {
     pub(crate) cpu_end: u64,
 }
 
+impl ServerSamples {
+    /// Several processes' samples as one: times and sizes added up, the
+    /// first pid. `None` without samples.
+    pub(crate) fn sum(samples: &[ServerSamples]) -> Option<ServerSamples> {
+        let first = samples.first()?;
+        Some(samples.iter().skip(1).fold(*first, |sum, s| ServerSamples {
+            pid: sum.pid,
+            rss_baseline_kib: sum.rss_baseline_kib + s.rss_baseline_kib,
+            rss_connected_kib: sum.rss_connected_kib + s.rss_connected_kib,
+            rss_after_kib: sum.rss_after_kib + s.rss_after_kib,
+            cpu_start: sum.cpu_start + s.cpu_start,
+            cpu_end: sum.cpu_end + s.cpu_end,
+        }))
+    }
+
+    /// The report of these samples over a `window` of seconds with
+    /// `delivered` deliveries and `connections` connections opened to it
+    /// (`None`: no per-connection memory, as for churn).
+    fn report(&self, window: f64, delivered: u64, connections: Option<u64>) -> ServerReport {
+        let cpu_secs = self.cpu_end.saturating_sub(self.cpu_start) as f64 / TICKS_PER_SEC;
+        let grown = self.rss_connected_kib.saturating_sub(self.rss_baseline_kib) as f64 * 1024.0;
+        ServerReport {
+            pid: self.pid,
+            cpu_secs,
+            cores: ratio(cpu_secs, window),
+            cpu_per_delivery_us: (delivered > 0).then(|| cpu_secs / delivered as f64 * 1e6),
+            rss_baseline_kib: self.rss_baseline_kib,
+            rss_connected_kib: self.rss_connected_kib,
+            rss_after_kib: self.rss_after_kib,
+            rss_per_connection_bytes: connections.filter(|&n| n > 0).map(|n| grown / n as f64),
+        }
+    }
+}
+
 /// The run's fixed parameters, as they go into the report.
 #[derive(Debug, Clone)]
 pub(crate) struct Header {
@@ -308,20 +351,11 @@ impl Report {
             cpus,
         };
         let server = server.map(|s| {
-            let cpu_secs = s.cpu_end.saturating_sub(s.cpu_start) as f64 / TICKS_PER_SEC;
-            let grown = s.rss_connected_kib.saturating_sub(s.rss_baseline_kib) as f64 * 1024.0;
-            ServerReport {
-                pid: s.pid,
-                cpu_secs,
-                cores: ratio(cpu_secs, window),
-                cpu_per_delivery_us: (delivery.delivered > 0)
-                    .then(|| cpu_secs / delivery.delivered as f64 * 1e6),
-                rss_baseline_kib: s.rss_baseline_kib,
-                rss_connected_kib: s.rss_connected_kib,
-                rss_after_kib: s.rss_after_kib,
-                rss_per_connection_bytes: (!header.churn && connect.opened > 0)
-                    .then(|| grown / connect.opened as f64),
-            }
+            s.report(
+                window,
+                delivery.delivered,
+                (!header.churn).then_some(connect.opened),
+            )
         });
         let machine = machine.map(|m| {
             let busy = m.end.busy.saturating_sub(m.start.busy) as f64 / TICKS_PER_SEC;
@@ -351,10 +385,35 @@ impl Report {
             delivery,
             churn: header.churn.then_some(churn),
             server,
+            server_nodes: Vec::new(),
+            urls: Vec::new(),
             generator,
             machine,
             errors,
         }
+    }
+
+    /// Adds one server section per node (`nodes`, in `--server-pid`
+    /// order); `planned[i]` is the connections the plan sent to node `i`.
+    /// A node's memory per connection divides its growth by its planned
+    /// connections scaled by the share that opened.
+    pub(crate) fn add_server_nodes(&mut self, nodes: &[ServerSamples], planned: &[u64]) {
+        let planned_total: u64 = planned.iter().sum();
+        let opened_share = ratio(self.connect.opened as f64, planned_total as f64);
+        let churn = self.churn.is_some();
+        self.server_nodes = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| {
+                let planned = planned.get(i).copied().unwrap_or(0);
+                let opened = (planned as f64 * opened_share).round() as u64;
+                node.report(
+                    self.window_secs,
+                    self.delivery.delivered,
+                    (!churn).then_some(opened),
+                )
+            })
+            .collect();
     }
 
     /// The numbers of the table, in order.
@@ -422,6 +481,25 @@ impl Report {
                 row("server RSS per connection", per_connection / 1024.0, "KiB");
             }
         }
+        for (i, s) in self.server_nodes.iter().enumerate() {
+            let node = i + 1;
+            row(&format!("node {node} CPU"), s.cores * 100.0, "% of a core");
+            if let Some(per_delivery) = s.cpu_per_delivery_us {
+                row(&format!("node {node} CPU per delivery"), per_delivery, "µs");
+            }
+            row(
+                &format!("node {node} RSS connected"),
+                s.rss_connected_kib as f64 / 1024.0,
+                "MiB",
+            );
+            if let Some(per_connection) = s.rss_per_connection_bytes {
+                row(
+                    &format!("node {node} RSS per connection"),
+                    per_connection / 1024.0,
+                    "KiB",
+                );
+            }
+        }
         let g = &self.generator;
         row("generator CPU", g.cores * 100.0, "% of a core");
         row("generator share of machine", g.machine_share_pct, "%");
@@ -464,6 +542,9 @@ impl Report {
             self.workers,
             self.threads,
         );
+        if !self.urls.is_empty() {
+            let _ = writeln!(out, "  servers: {}", self.urls.join(" "));
+        }
         let rows = self.rows();
         let width = rows
             .iter()
@@ -688,6 +769,66 @@ pub(crate) mod tests {
         assert_eq!(server.rss_per_connection_bytes, Some(4096.0));
         assert!((report.generator.cpu_secs - 0.6).abs() < 1e-9);
         assert!((report.generator.cores - 0.3).abs() < 1e-9);
+    }
+
+    #[test]
+    fn several_servers_are_summed_and_listed_per_node() {
+        let node = |pid, cpu_start, cpu_end, rss_connected_kib| ServerSamples {
+            pid,
+            rss_baseline_kib: 1000,
+            rss_connected_kib,
+            rss_after_kib: rss_connected_kib,
+            cpu_start,
+            cpu_end,
+        };
+        let nodes = [
+            node(1, 100, 130, 1008),
+            node(2, 500, 510, 1004),
+            node(3, 0, 20, 1004),
+        ];
+        let sum = ServerSamples::sum(&nodes).expect("samples");
+        assert_eq!((sum.pid, sum.cpu_end - sum.cpu_start), (1, 60));
+        assert_eq!((sum.rss_baseline_kib, sum.rss_connected_kib), (3000, 3016));
+        assert!(ServerSamples::sum(&[]).is_none());
+        let ready = Ready {
+            opened: 4,
+            secs: 0.5,
+            ..Ready::default()
+        };
+        let mut report =
+            Report::build(header(), &[ready], &[result(20, 60, 0)], Some(sum), None, 0);
+        report.add_server_nodes(&nodes, &[2, 1, 1]);
+        let server = report.server.clone().expect("sum");
+        // 0.6 s of CPU over 60 deliveries; 16 KiB grown over 4 connections.
+        assert!((server.cpu_per_delivery_us.expect("deliveries") - 10_000.0).abs() < 1e-6);
+        assert_eq!(server.rss_per_connection_bytes, Some(4096.0));
+        let per_node: Vec<f64> = report
+            .server_nodes
+            .iter()
+            .map(|s| s.cpu_per_delivery_us.expect("deliveries"))
+            .collect();
+        assert_eq!(per_node.len(), 3);
+        assert!((per_node.iter().sum::<f64>() - 10_000.0).abs() < 1e-6);
+        assert!((per_node[0] - 5_000.0).abs() < 1e-6);
+        assert_eq!(
+            report.server_nodes[0].rss_per_connection_bytes,
+            Some(4096.0)
+        );
+        assert_eq!(report.server_nodes[2].pid, 3);
+        let rows = report.rows();
+        assert!(rows.iter().any(|r| r.label == "node 3 CPU per delivery"));
+        let json = serde_json::to_string(&report).expect("serialise");
+        let back: Report = serde_json::from_str(&json).expect("deserialise");
+        assert_eq!(back.rows(), rows);
+        assert_eq!(back.server_nodes.len(), 3);
+    }
+
+    #[test]
+    fn a_single_server_report_has_no_node_rows() {
+        let report = report_with("fanout", "starling", 3);
+        let json = serde_json::to_string(&report).expect("serialise");
+        assert!(!json.contains("server_nodes") && !json.contains("urls"));
+        assert!(!report.rows().iter().any(|r| r.label.starts_with("node ")));
     }
 
     #[test]

@@ -30,8 +30,9 @@ const MAX_ERRORS: usize = 8;
 /// What a worker needs to know; the same in every worker but `slice`.
 #[derive(Debug)]
 pub(crate) struct Settings {
-    /// Server, encoding, token key.
-    pub(crate) target: Target,
+    /// Servers (one per URL: the nodes of a cluster, or just one), with
+    /// encoding and token key; the plan says which connection uses which.
+    pub(crate) targets: Vec<Target>,
     /// The scenario with its sizes.
     pub(crate) plan: Plan,
     /// The connection indexes this worker owns.
@@ -49,6 +50,13 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
+    /// The server connection `index` uses.
+    fn target(&self, index: u64) -> &Target {
+        let node = self.plan.node(index, self.targets.len());
+        // Settings are never built without a target (coord checks).
+        &self.targets[node.min(self.targets.len().saturating_sub(1))]
+    }
+
     /// The source address for connection attempt `n`.
     fn source(&self, n: u64) -> Option<IpAddr> {
         (self.source_ips > 0).then(|| {
@@ -341,7 +349,8 @@ async fn open(
     role: Role,
 ) -> anyhow::Result<Session> {
     let user = format!("u{index}");
-    let mut session = Session::open(&settings.target, settings.source(attempt), &user).await?;
+    let mut session =
+        Session::open(settings.target(index), settings.source(attempt), &user).await?;
     if role.subscribes {
         session.subscribe(&channel(role.room)).await?;
     }
@@ -612,7 +621,9 @@ mod tests {
     fn settings(port: u16, encoding: starling_protocol::Encoding, plan: Plan) -> Settings {
         let url = format!("ws://127.0.0.1:{port}/connection/websocket");
         Settings {
-            target: Target::new(&url, Protocol::Centrifugo(encoding), "secret").expect("target"),
+            targets: vec![
+                Target::new(&url, Protocol::Centrifugo(encoding), "secret").expect("target"),
+            ],
             slice: plan.slice(0, 1),
             plan,
             payload: 100,
@@ -695,6 +706,51 @@ mod tests {
         let result = worker.run(window(0, 300)).await;
         assert!(result.churn_ops >= 2, "{result:?}");
         assert_eq!(result.churn_latency.count(), result.churn_ops);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fanout_spreads_subscribers_over_nodes_and_publishes_on_the_first() {
+        let nodes = [
+            fake::start().await,
+            fake::start().await,
+            fake::start().await,
+        ];
+        let mut settings = settings(
+            nodes[0].0.port(),
+            starling_protocol::Encoding::Json,
+            Plan::fanout(6, 1),
+        );
+        settings.targets = nodes
+            .iter()
+            .map(|(addr, _)| {
+                let url = format!("ws://{addr}/connection/websocket");
+                Target::new(
+                    &url,
+                    Protocol::Centrifugo(starling_protocol::Encoding::Json),
+                    "s",
+                )
+                .expect("target")
+            })
+            .collect();
+        let worker = Worker::new(settings);
+        let ready = worker.connect().await;
+        assert_eq!((ready.opened, ready.failed), (7, 0), "{:?}", ready.errors);
+        let result = worker.run(window(100, 300)).await;
+        assert!(result.errors.is_empty(), "{:?}", result.errors);
+        // Each fake node pings its own subscribers once: two per node.
+        let pongs: Vec<u64> = nodes
+            .iter()
+            .map(|(_, seen)| seen.pongs.load(Ordering::Relaxed))
+            .collect();
+        assert_eq!(pongs, [2, 2, 2]);
+        let publishes: Vec<u64> = nodes
+            .iter()
+            .map(|(_, seen)| seen.publishes.load(Ordering::Relaxed))
+            .collect();
+        assert!(publishes[0] >= result.published && publishes[0] > 0);
+        assert_eq!(&publishes[1..], [0, 0]);
+        // The fake nodes are not a cluster: only node 0's two subscribers hear.
+        assert_eq!(result.latency.count(), result.published * 2);
     }
 
     #[test]
