@@ -237,9 +237,12 @@ impl Actor for RoomActor {
                     state.room.publish(data, info, tags, now)
                 };
                 state.fan_out_publication(&publication);
-                let copies =
-                    state.relay_out(FromRoom::Publication(publication_to_wire(&publication)));
-                state.node.metrics().cluster_copies(copies);
+                // Only rooms with subscribers on other nodes pay for the wire form.
+                if !state.relay_nodes.is_empty() {
+                    let copies =
+                        state.relay_out(FromRoom::Publication(publication_to_wire(&publication)));
+                    state.node.metrics().cluster_copies(copies);
+                }
                 let _ = reply.send((publication, Arc::clone(&state.epoch)));
                 state.node.metrics().publication_in();
             }
@@ -369,7 +372,9 @@ impl RoomState {
     /// Adds a presence entry, and tells subscribers when the namespace wants joins.
     fn join(&mut self, info: ClientInfo) {
         if self.room.join(info.clone()) && self.join_leave {
-            self.relay_out(FromRoom::Join(info_to_wire(&info)));
+            if !self.relay_nodes.is_empty() {
+                self.relay_out(FromRoom::Join(info_to_wire(&info)));
+            }
             self.fan_out(Push {
                 channel: self.name.to_string(),
                 join: Some(Join { info: Some(info) }),
@@ -383,7 +388,9 @@ impl RoomState {
         if let Some(info) = self.room.leave(client_id)
             && self.join_leave
         {
-            self.relay_out(FromRoom::Leave(info_to_wire(&info)));
+            if !self.relay_nodes.is_empty() {
+                self.relay_out(FromRoom::Leave(info_to_wire(&info)));
+            }
             self.fan_out(Push {
                 channel: self.name.to_string(),
                 leave: Some(Leave { info: Some(info) }),
