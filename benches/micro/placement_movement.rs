@@ -6,8 +6,9 @@
 //!
 //! `cargo bench -p starling-bench --bench placement_movement`
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
+use starling_placement::testing::SplitMix;
 use starling_placement::{DEFAULT_SHARD_COUNT, Move, NodeId, assign, plan_rebalance};
 
 const S: u32 = DEFAULT_SHARD_COUNT;
@@ -17,29 +18,6 @@ const CLUSTERS: usize = 20_000;
 
 /// Random clusters per size for the balance table.
 const BALANCE_CLUSTERS: usize = 2_000;
-
-/// A SplitMix64 stream: fixed seeds make the table reproducible without a
-/// randomness dependency.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// `n` distinct random node ids.
-    fn cluster(&mut self, n: usize) -> Vec<NodeId> {
-        let mut set = BTreeSet::new();
-        while set.len() < n {
-            set.insert(self.next());
-        }
-        set.into_iter().map(NodeId).collect()
-    }
-}
 
 /// `ceil(mean + 5 sd)` of Binomial(`S`, `p`): the property tests' bound.
 fn five_sigma_high(p: f64) -> usize {

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ractor::ActorRef;
 use ractor::rpc::CallResult;
+use ractor::{ActorRef, RpcReplyPort};
 use starling_cluster::{Call, CallReply, WireNodeInfo, WireTarget, WireUserOp};
 use starling_config::ChannelOptions;
 use starling_protocol::{Disconnect, DisconnectCode, StreamPosition};
@@ -258,25 +258,16 @@ impl Node {
         subscription: ServerSubscription,
     ) -> usize {
         let subscription = Arc::new(subscription);
-        let mut subscribed = 0;
-        for (client, actor) in self.selected(target) {
-            let call = actor
-                .call(
-                    |reply| ConnectionMsg::ServerSubscribe {
-                        subscription: Arc::clone(&subscription),
-                        reply,
-                    },
-                    Some(CONNECTION_CALL_TIMEOUT),
-                )
-                .await;
-            match call {
-                Ok(CallResult::Success(true)) => subscribed += 1,
-                Ok(CallResult::Success(false)) => {}
-                // The connection closed meanwhile or is wedged; the others still get theirs.
-                other => debug!(%client, ?other, "server API subscribe not delivered"),
-            }
-        }
-        subscribed
+        self.ask_selected(
+            target,
+            |reply| ConnectionMsg::ServerSubscribe {
+                subscription: Arc::clone(&subscription),
+                reply,
+            },
+            |subscribed| *subscribed,
+            "subscribe",
+        )
+        .await
     }
 
     /// Unsubscribes the selected connections from `channel`, each with an `unsubscribe` push
@@ -296,24 +287,16 @@ impl Node {
 
     async fn local_unsubscribe_user(&self, target: &UserConnections, channel: &str) -> usize {
         let channel: Arc<str> = channel.into();
-        let mut unsubscribed = 0;
-        for (client, actor) in self.selected(target) {
-            let call = actor
-                .call(
-                    |reply| ConnectionMsg::ServerUnsubscribe {
-                        channel: Arc::clone(&channel),
-                        reply,
-                    },
-                    Some(CONNECTION_CALL_TIMEOUT),
-                )
-                .await;
-            match call {
-                Ok(CallResult::Success(true)) => unsubscribed += 1,
-                Ok(CallResult::Success(false)) => {}
-                other => debug!(%client, ?other, "server API unsubscribe not delivered"),
-            }
-        }
-        unsubscribed
+        self.ask_selected(
+            target,
+            |reply| ConnectionMsg::ServerUnsubscribe {
+                channel: Arc::clone(&channel),
+                reply,
+            },
+            |was_subscribed| *was_subscribed,
+            "unsubscribe",
+        )
+        .await
     }
 
     /// Closes the selected connections with `disconnect` (Centrifugo's default for the API is
@@ -364,17 +347,32 @@ impl Node {
     }
 
     async fn local_refresh_user(&self, target: &UserConnections, update: ExpiryUpdate) -> usize {
+        self.ask_selected(
+            target,
+            |reply| ConnectionMsg::ServerRefresh { update, reply },
+            |()| true,
+            "refresh",
+        )
+        .await
+    }
+
+    /// Asks each selected connection in turn and counts the answers `counts` accepts. A
+    /// connection that closed meanwhile or is wedged is skipped; the others still get theirs.
+    async fn ask_selected<T>(
+        &self,
+        target: &UserConnections,
+        mut build: impl FnMut(RpcReplyPort<T>) -> ConnectionMsg,
+        counts: impl Fn(&T) -> bool,
+        what: &'static str,
+    ) -> usize
+    where
+        T: Send + std::fmt::Debug + 'static,
+    {
         let mut reached = 0;
         for (client, actor) in self.selected(target) {
-            let call = actor
-                .call(
-                    |reply| ConnectionMsg::ServerRefresh { update, reply },
-                    Some(CONNECTION_CALL_TIMEOUT),
-                )
-                .await;
-            match call {
-                Ok(CallResult::Success(())) => reached += 1,
-                other => debug!(%client, ?other, "server API refresh not delivered"),
+            match actor.call(&mut build, Some(CONNECTION_CALL_TIMEOUT)).await {
+                Ok(CallResult::Success(answer)) => reached += usize::from(counts(&answer)),
+                other => debug!(%client, ?other, what, "server API call not delivered"),
             }
         }
         reached

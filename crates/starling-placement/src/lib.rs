@@ -97,6 +97,8 @@ mod shard;
 
 #[cfg(test)]
 mod properties;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use error::PlacementError;
 pub use hash::stable_hash;

@@ -15,6 +15,7 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, RngSeed};
 
+use crate::testing::SplitMix;
 use crate::{
     DEFAULT_SHARD_COUNT, NodeId, ShardId, ShardMap, assign, hrw_owner, plan_drain, plan_move,
     plan_rebalance, shard_of,
@@ -56,28 +57,6 @@ fn cluster(sizes: RangeInclusive<usize>) -> impl Strategy<Value = Vec<NodeId>> {
     sizes
         .prop_flat_map(|n| prop::collection::btree_set(any::<u64>(), n))
         .prop_map(|set| ids(&set))
-}
-
-/// A SplitMix64 stream, so deterministic tests can draw many clusters
-/// without a randomness dependency.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn cluster(&mut self, n: usize) -> Vec<NodeId> {
-        let mut set = BTreeSet::new();
-        while set.len() < n {
-            set.insert(self.next());
-        }
-        ids(&set)
-    }
 }
 
 /// Moves when `joiner` joins `members`, starting from the HRW map of
