@@ -109,6 +109,8 @@ pub(crate) struct ConnectionState {
     command_rate: Option<TokenBucket>,
     timers: Timers,
     ping_seq: u64,
+    /// Unix second the pending connection-expiry check is armed for, if one is.
+    expiry_armed: Option<i64>,
 }
 
 /// What a successful `connect` establishes.
@@ -119,12 +121,103 @@ struct Session {
     expires_at: Option<i64>,
     /// Channels the connection token grants (`channels` claim).
     token_channels: Vec<String>,
-    subscriptions: HashMap<String, Subscription>,
+    subscriptions: Subscriptions,
 }
 
 struct Subscription {
     chan_info: Bytes,
     expires_at: Option<i64>,
+}
+
+/// The channels a connection is subscribed to: a vector searched linearly while there are few,
+/// a hash map past `FEW_SUBSCRIPTIONS`. Almost every connection holds one to a few
+/// subscriptions, and an idle connection should carry as few bytes as possible — a one-entry
+/// `HashMap` allocates four buckets, the vector one slot.
+enum Subscriptions {
+    Few(Vec<(String, Subscription)>),
+    Many(HashMap<String, Subscription>),
+}
+
+/// Up to this many subscriptions a linear search is as fast as hashing.
+const FEW_SUBSCRIPTIONS: usize = 16;
+
+impl Default for Subscriptions {
+    fn default() -> Self {
+        Subscriptions::Few(Vec::new())
+    }
+}
+
+impl Subscriptions {
+    fn contains_key(&self, channel: &str) -> bool {
+        self.get(channel).is_some()
+    }
+
+    fn get(&self, channel: &str) -> Option<&Subscription> {
+        match self {
+            Subscriptions::Few(few) => few.iter().find(|(name, _)| name == channel).map(|e| &e.1),
+            Subscriptions::Many(many) => many.get(channel),
+        }
+    }
+
+    fn get_mut(&mut self, channel: &str) -> Option<&mut Subscription> {
+        match self {
+            Subscriptions::Few(few) => few
+                .iter_mut()
+                .find(|(name, _)| name == channel)
+                .map(|e| &mut e.1),
+            Subscriptions::Many(many) => many.get_mut(channel),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Subscriptions::Few(few) => few.len(),
+            Subscriptions::Many(many) => many.len(),
+        }
+    }
+
+    /// Adds or replaces the subscription to `channel`.
+    fn insert(&mut self, channel: String, subscription: Subscription) {
+        if let Some(existing) = self.get_mut(&channel) {
+            *existing = subscription;
+            return;
+        }
+        match self {
+            Subscriptions::Few(few) if few.len() < FEW_SUBSCRIPTIONS => {
+                if few.capacity() == 0 {
+                    // The common single subscription costs one slot, not four.
+                    few.reserve_exact(1);
+                }
+                few.push((channel, subscription));
+            }
+            Subscriptions::Few(few) => {
+                let mut many: HashMap<String, Subscription> = few.drain(..).collect();
+                many.insert(channel, subscription);
+                *self = Subscriptions::Many(many);
+            }
+            Subscriptions::Many(many) => {
+                many.insert(channel, subscription);
+            }
+        }
+    }
+
+    fn remove(&mut self, channel: &str) -> Option<Subscription> {
+        match self {
+            Subscriptions::Few(few) => {
+                let i = few.iter().position(|(name, _)| name == channel)?;
+                Some(few.swap_remove(i).1)
+            }
+            Subscriptions::Many(many) => many.remove(channel),
+        }
+    }
+
+    /// Takes every subscription.
+    fn drain(&mut self) -> Vec<(String, Subscription)> {
+        match std::mem::take(self) {
+            Subscriptions::Few(few) => few,
+            Subscriptions::Many(many) => many.into_iter().collect(),
+        }
+    }
 }
 
 impl Actor for ConnectionActor {
@@ -148,8 +241,10 @@ impl Actor for ConnectionActor {
                 tokio::time::Instant::now(),
             )
         });
-        let mut timers = Timers::default();
-        timers.keep(stale);
+        let timers = Timers {
+            stale: Some(stale),
+            ..Timers::default()
+        };
         Ok(ConnectionState {
             timers,
             node: args.node,
@@ -163,6 +258,7 @@ impl Actor for ConnectionActor {
             awaiting_pong: false,
             command_rate,
             ping_seq: 0,
+            expiry_armed: None,
         })
     }
 
@@ -193,15 +289,20 @@ impl Actor for ConnectionActor {
         msg: ConnectionMsg,
         state: &mut ConnectionState,
     ) -> Result<(), ActorProcessingErr> {
+        // The futures of commands (connect, subscribe, presence, history, server API
+        // subscribe) are boxed while they run: ractor keeps this handler's future inside the
+        // actor's processing loop for the connection's whole life, so an inline command future
+        // would cost every idle connection its size (≈ 14 KiB measured) instead of costing a
+        // short allocation per command.
         match msg {
-            ConnectionMsg::Inbound(frame) => state.on_frame(&myself, frame).await,
+            ConnectionMsg::Inbound(frame) => Box::pin(state.on_frame(&myself, frame)).await,
             ConnectionMsg::TransportClosed => myself.stop(None),
             ConnectionMsg::Disconnect(close) => state.disconnect(&myself, close),
             ConnectionMsg::ServerSubscribe {
                 subscription,
                 reply,
             } => {
-                let subscribed = state.api_subscribe(&subscription).await;
+                let subscribed = Box::pin(state.api_subscribe(&subscription)).await;
                 let _ = reply.send(subscribed);
             }
             ConnectionMsg::ServerUnsubscribe { channel, reply } => {
@@ -303,14 +404,16 @@ impl ConnectionState {
                 self.awaiting_pong = false;
                 Ok(None)
             }
+            // Connect and subscribe run once or a few times per connection and their futures
+            // are large; boxed, they do not widen the future of every command (see `handle`).
             Method::Connect => {
                 let request = command.connect.unwrap_or_default();
-                self.connect(myself, id, request).await?;
+                Box::pin(self.connect(myself, id, request)).await?;
                 Ok(None)
             }
             Method::Subscribe => {
                 let request = command.subscribe.unwrap_or_default();
-                self.subscribe(myself, id, request).await?;
+                Box::pin(self.subscribe(myself, id, request)).await?;
                 Ok(None)
             }
             Method::Unsubscribe => {
@@ -329,25 +432,23 @@ impl ConnectionState {
                 })
             }
             Method::Presence => {
-                let result = self
-                    .presence(&command.presence.unwrap_or_default().channel)
-                    .await?;
+                let channel = command.presence.unwrap_or_default().channel;
+                let result = Box::pin(self.presence(&channel)).await?;
                 reply(Reply {
                     presence: Some(result),
                     ..Reply::default()
                 })
             }
             Method::PresenceStats => {
-                let result = self
-                    .presence_stats(&command.presence_stats.unwrap_or_default().channel)
-                    .await?;
+                let channel = command.presence_stats.unwrap_or_default().channel;
+                let result = Box::pin(self.presence_stats(&channel)).await?;
                 reply(Reply {
                     presence_stats: Some(result),
                     ..Reply::default()
                 })
             }
             Method::History => {
-                let result = self.history(command.history.unwrap_or_default()).await?;
+                let result = Box::pin(self.history(command.history.unwrap_or_default())).await?;
                 reply(Reply {
                     history: Some(result),
                     ..Reply::default()
@@ -422,7 +523,7 @@ impl ConnectionState {
             conn_info,
             expires_at,
             token_channels,
-            subscriptions: HashMap::new(),
+            subscriptions: Subscriptions::default(),
         });
 
         // Server-side subscriptions: the personal channel and the token's `channels`.
@@ -489,10 +590,12 @@ impl ConnectionState {
                 return Err(CommandError::Disconnect(DisconnectCode::ServerError));
             }
         }
+        // Connected: the stale check has nothing left to do, and its pending timer task would
+        // stay with the connection for the rest of `STALE_CLOSE_DELAY`.
+        self.timers.cancel_stale();
         self.schedule_ping(myself, ping);
         if let Some(exp) = expires_at {
-            let timer = schedule_expiry_check(myself, exp, now, &self.node);
-            self.timers.keep(timer);
+            self.arm_expiry_check(myself, self.expiry_check_at(exp), now);
         }
         Ok(())
     }
@@ -540,8 +643,7 @@ impl ConnectionState {
         session.expires_at = claims.expires_at();
         let expires_at = session.expires_at;
         if let Some(exp) = expires_at {
-            let timer = schedule_expiry_check(myself, exp, now, &self.node);
-            self.timers.keep(timer);
+            self.arm_expiry_check(myself, self.expiry_check_at(exp), now);
         }
         Ok(RefreshResult {
             client: self.client_id.to_string(),
@@ -995,7 +1097,6 @@ impl ConnectionState {
     /// The client gets a `refresh` push with the new expiry.
     fn api_refresh(&mut self, myself: &ActorRef<ConnectionMsg>, update: ExpiryUpdate) {
         let now = unix_now_secs();
-        let delay = self.node.config().client.expired_close_delay.0;
         let Some(session) = self.session.as_mut() else {
             return;
         };
@@ -1005,10 +1106,7 @@ impl ConnectionState {
             ExpiryUpdate::At(at) => {
                 let at = at.min(now.saturating_add(MAX_REFRESH_TTL_SECS));
                 session.expires_at = Some(at);
-                let close_at =
-                    at.saturating_add(i64::try_from(delay.as_secs()).unwrap_or(i64::MAX));
-                let timer = schedule_at(myself, close_at, now, || ConnectionMsg::ExpiryCheck);
-                self.timers.keep(timer);
+                self.arm_expiry_check(myself, self.expiry_check_at(at), now);
                 Some(Refresh {
                     expires: true,
                     ttl: ttl_secs(at, now),
@@ -1033,6 +1131,32 @@ impl ConnectionState {
 
     // ---------------------------------------------------------------- heartbeat and plumbing
 
+    /// When a connection whose token expires at `exp` is closed unless refreshed:
+    /// `client.expired_close_delay` later, the grace an SDK gets to refresh a token that has
+    /// just run out.
+    fn expiry_check_at(&self, exp: i64) -> i64 {
+        let delay = self.node.config().client.expired_close_delay.0;
+        exp.saturating_add(i64::try_from(delay.as_secs()).unwrap_or(i64::MAX))
+    }
+
+    /// Arms the connection-expiry check for Unix second `at`. A check further away than two
+    /// ping intervals is not armed now but by a later ping (`on_ping`): each pending timer is
+    /// a task that an idle connection would carry for the token's whole lifetime (typically an
+    /// hour), while the ping timer runs anyway. Two intervals leave a full interval of slack
+    /// for a late ping.
+    fn arm_expiry_check(&mut self, myself: &ActorRef<ConnectionMsg>, at: i64, now: i64) {
+        if self.expiry_armed == Some(at) {
+            return;
+        }
+        let ping = self.node.config().client.ping_interval.0;
+        let horizon = i64::try_from(ping.as_secs().saturating_mul(2)).unwrap_or(i64::MAX);
+        if ping.is_zero() || at.saturating_sub(now) <= horizon {
+            let timer = schedule_at(myself, at, now, || ConnectionMsg::ExpiryCheck);
+            self.timers.keep(timer);
+            self.expiry_armed = Some(at);
+        }
+    }
+
     fn schedule_ping(&mut self, myself: &ActorRef<ConnectionMsg>, after: Duration) {
         if !after.is_zero() {
             let timer = myself.send_after(after, || ConnectionMsg::Ping);
@@ -1046,6 +1170,10 @@ impl ConnectionState {
         }
         // Protocol v2 server ping: an empty reply. The client answers with an empty command.
         self.send_reply(Reply::default());
+        // An expiry check left for later by `arm_expiry_check` is armed once it is near.
+        if let Some(exp) = self.session.as_ref().and_then(|s| s.expires_at) {
+            self.arm_expiry_check(myself, self.expiry_check_at(exp), unix_now_secs());
+        }
         if !self.mode.answers_pings() {
             // A unidirectional client cannot answer; the ping only keeps intermediaries from
             // closing an idle stream, and a dead peer shows up as a failed write.
@@ -1185,21 +1313,6 @@ fn ttl_secs(exp: i64, now: i64) -> u32 {
     u32::try_from((exp - now).max(0)).unwrap_or(u32::MAX)
 }
 
-/// Schedules the connection-expiry check `client.expired_close_delay` after `exp`: the grace
-/// an SDK gets to refresh a token that has just run out.
-fn schedule_expiry_check(
-    myself: &ActorRef<ConnectionMsg>,
-    exp: i64,
-    now: i64,
-    node: &Node,
-) -> AbortHandle {
-    let delay = node.config().client.expired_close_delay.0;
-    let grace = i64::try_from(delay.as_secs()).unwrap_or(i64::MAX);
-    schedule_at(myself, exp.saturating_add(grace), now, || {
-        ConnectionMsg::ExpiryCheck
-    })
-}
-
 /// Schedules `msg` for Unix second `at` (at least a millisecond from now).
 fn schedule_at<F>(myself: &ActorRef<ConnectionMsg>, at: i64, now: i64, msg: F) -> AbortHandle
 where
@@ -1214,18 +1327,78 @@ where
 /// stopped actor's memory alive until they fire (25 s for a ping); so the connection keeps
 /// their abort handles and cancels them when it stops.
 #[derive(Default)]
-struct Timers(Vec<AbortHandle>);
+struct Timers {
+    /// The stale check, cancelled once `connect` succeeds.
+    stale: Option<AbortHandle>,
+    pending: Vec<AbortHandle>,
+}
 
 impl Timers {
     fn keep(&mut self, timer: AbortHandle) {
         // Fired timers are dropped here, so a long-lived connection holds only pending ones.
-        self.0.retain(|timer| !timer.is_finished());
-        self.0.push(timer);
+        self.pending.retain(|timer| !timer.is_finished());
+        self.pending.push(timer);
+    }
+
+    fn cancel_stale(&mut self) {
+        if let Some(timer) = self.stale.take() {
+            timer.abort();
+        }
     }
 
     fn cancel_all(&mut self) {
-        for timer in self.0.drain(..) {
+        self.cancel_stale();
+        for timer in self.pending.drain(..) {
             timer.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subscription(expires_at: i64) -> Subscription {
+        Subscription {
+            chan_info: Bytes::new(),
+            expires_at: Some(expires_at),
+        }
+    }
+
+    #[test]
+    fn subscriptions_answer_alike_below_and_above_the_linear_limit() {
+        let mut subs = Subscriptions::default();
+        let count = FEW_SUBSCRIPTIONS as i64 * 3;
+        for i in 0..count {
+            subs.insert(format!("ch{i}"), subscription(i));
+            assert_eq!(subs.len(), usize::try_from(i + 1).unwrap());
+            assert!(subs.contains_key("ch0"));
+        }
+        assert!(matches!(subs, Subscriptions::Many(_)));
+        subs.insert("ch3".to_owned(), subscription(100));
+        assert_eq!(subs.get("ch3").and_then(|s| s.expires_at), Some(100));
+        if let Some(sub) = subs.get_mut("ch4") {
+            sub.expires_at = None;
+        }
+        assert_eq!(subs.get("ch4").map(|s| s.expires_at), Some(None));
+        assert_eq!(subs.remove("ch5").and_then(|s| s.expires_at), Some(5));
+        assert!(subs.remove("ch5").is_none());
+        assert!(!subs.contains_key("missing"));
+        let mut drained: Vec<String> = subs.drain().into_iter().map(|(name, _)| name).collect();
+        drained.sort();
+        assert_eq!(drained.len(), usize::try_from(count - 1).unwrap());
+        assert_eq!(subs.len(), 0);
+    }
+
+    #[test]
+    fn a_few_subscriptions_stay_in_one_small_vector() {
+        let mut subs = Subscriptions::default();
+        subs.insert("news".to_owned(), subscription(1));
+        let Subscriptions::Few(few) = &subs else {
+            panic!("one subscription is kept in the vector");
+        };
+        assert_eq!(few.capacity(), 1);
+        assert_eq!(subs.remove("news").and_then(|s| s.expires_at), Some(1));
+        assert_eq!(subs.len(), 0);
     }
 }

@@ -37,7 +37,7 @@ pub use cluster::{ClusterHandle, ClusterSettings, ClusterStatus, MemberStatus, s
 pub use error::NodeError;
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use node::{ConnectionHandle, Node};
-pub use outbound::{Batch, Close, Outbound, Overflow};
+pub use outbound::{Batch, Close, Frames, Outbound, Overflow};
 pub use server_api::{
     ChannelOverrides, ExpiryUpdate, NodeInfo, ServerSubscription, UserConnections,
     default_api_disconnect,

@@ -5,14 +5,21 @@
 //! bound is in bytes (`client.queue_max_size`): a consumer that falls that far behind is closed
 //! with `slow` (3008), which tells its SDK to reconnect and recover from history (design.md,
 //! promise 8). The transport's writer drains everything queued in one go, so writes coalesce.
+//!
+//! The queue is on the fan-out path of every publication, so a push is one uncontended lock,
+//! one `VecDeque` slot and, when the writer is waiting, one wake-up of its task (the waker is
+//! kept in the locked state: no second lock or atomic list as a `Notify` would take). A writer
+//! that polls with [`Outbound::poll_take`] reuses its own vector for every batch, so writing
+//! allocates nothing per message.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use starling_protocol::{Disconnect, DisconnectCode, disconnect_reconnects};
-use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
 
@@ -65,6 +72,73 @@ pub struct Batch {
     pub close: Option<Close>,
 }
 
+/// Frames in order, the first one kept inline: most batches in fan-out are one frame, and then
+/// neither the queue nor the writer touches (or keeps, while idle) a separate buffer.
+#[derive(Debug, Default)]
+pub struct Frames {
+    first: Option<Bytes>,
+    rest: VecDeque<Bytes>,
+}
+
+impl Frames {
+    /// Whether there is no frame.
+    pub fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    /// How many frames there are.
+    pub fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    /// Takes the first frame.
+    pub fn pop_front(&mut self) -> Option<Bytes> {
+        let first = self.first.take();
+        self.first = self.rest.pop_front();
+        first
+    }
+
+    /// Takes every frame, in order.
+    pub fn drain(&mut self) -> impl Iterator<Item = Bytes> + '_ {
+        self.first.take().into_iter().chain(self.rest.drain(..))
+    }
+
+    fn push_back(&mut self, frame: Bytes) {
+        if self.first.is_none() {
+            self.first = Some(frame);
+        } else {
+            self.rest.push_back(frame);
+        }
+    }
+
+    fn push_front(&mut self, frame: Bytes) {
+        if let Some(old) = self.first.replace(frame) {
+            self.rest.push_front(old);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.first = None;
+        self.rest.clear();
+    }
+
+    /// Moves every frame to the end of `to`.
+    fn move_to(&mut self, to: &mut Frames) {
+        if let Some(first) = self.first.take() {
+            to.push_back(first);
+        }
+        to.rest.extend(self.rest.drain(..));
+    }
+
+    /// Releases the buffer once a burst is written: an idle connection should hold no write
+    /// memory.
+    pub fn shrink(&mut self) {
+        if self.rest.capacity() > 16 {
+            self.rest.shrink_to(0);
+        }
+    }
+}
+
 /// Handle to one connection's outbound queue; cheap to clone (rooms keep one per subscriber).
 #[derive(Clone, Debug)]
 pub struct Outbound {
@@ -74,7 +148,6 @@ pub struct Outbound {
 #[derive(Debug)]
 struct Inner {
     state: Mutex<State>,
-    notify: Notify,
     max_bytes: usize,
     /// Where written bytes are counted; `None` in unit tests.
     metrics: Option<Arc<Metrics>>,
@@ -82,14 +155,25 @@ struct Inner {
 
 #[derive(Debug, Default)]
 struct State {
-    frames: VecDeque<Bytes>,
+    frames: Frames,
     bytes: usize,
     /// Until the connect reply is released the writer sends nothing, so that no push (for a
     /// server-side subscription made during connect) can overtake the connect reply.
     held: bool,
-    close: Option<Close>,
+    /// Boxed: set once per connection at most, and the state every push locks stays smaller.
+    close: Option<Box<Close>>,
     /// The close has been handed to the writer; later pushes are dropped.
     closed: bool,
+    /// The writer's task, while it waits for something to write.
+    writer: Option<Waker>,
+}
+
+impl State {
+    /// The waiting writer, if there is one and it may write now: wake it after the lock is
+    /// released.
+    fn wake_writer(&mut self) -> Option<Waker> {
+        if self.held { None } else { self.writer.take() }
+    }
 }
 
 impl Outbound {
@@ -111,7 +195,6 @@ impl Outbound {
                     held: true,
                     ..State::default()
                 }),
-                notify: Notify::new(),
                 max_bytes,
                 metrics,
             }),
@@ -137,18 +220,17 @@ impl Outbound {
         if state.bytes + frame.len() > self.inner.max_bytes {
             state.frames.clear();
             state.bytes = 0;
-            state.close = Some(DisconnectCode::Slow.into());
+            state.close = Some(Box::new(DisconnectCode::Slow.into()));
+            let writer = state.writer.take();
             drop(state);
-            self.inner.notify.notify_one();
+            wake(writer);
             return Err(Overflow);
         }
         state.bytes += frame.len();
         state.frames.push_back(frame);
-        let wake = !state.held;
+        let writer = state.wake_writer();
         drop(state);
-        if wake {
-            self.inner.notify.notify_one();
-        }
+        wake(writer);
         Ok(())
     }
 
@@ -158,8 +240,9 @@ impl Outbound {
         state.bytes += first.len();
         state.frames.push_front(first);
         state.held = false;
+        let writer = state.wake_writer();
         drop(state);
-        self.inner.notify.notify_one();
+        wake(writer);
     }
 
     /// Asks the writer to close the transport: after what is queued when `flush` is true, at
@@ -174,9 +257,10 @@ impl Outbound {
             state.bytes = 0;
         }
         state.held = false;
-        state.close = Some(close);
+        state.close = Some(Box::new(close));
+        let writer = state.wake_writer();
         drop(state);
-        self.inner.notify.notify_one();
+        wake(writer);
     }
 
     /// Whether a close has been requested (the connection is going away).
@@ -194,29 +278,47 @@ impl Outbound {
     ///
     /// Cancel-safe: nothing is taken from the queue unless the call returns.
     pub async fn next_batch(&self) -> Batch {
-        loop {
-            {
-                let mut state = self.state();
-                if !state.held && (!state.frames.is_empty() || state.close.is_some()) {
-                    let frames: Vec<Bytes> = state.frames.drain(..).collect();
-                    if let Some(metrics) = &self.inner.metrics {
-                        metrics.bytes_out(state.bytes);
-                    }
-                    state.bytes = 0;
-                    let close = state.close.take();
-                    if close.is_some() {
-                        state.closed = true;
-                    }
-                    // Release the deque's buffer once a burst is written: an idle connection
-                    // should hold no write memory.
-                    if state.frames.capacity() > 16 {
-                        state.frames.shrink_to(0);
-                    }
-                    return Batch { frames, close };
-                }
-            }
-            self.inner.notify.notified().await;
+        let mut frames = Frames::default();
+        let close = poll_fn(|cx| self.poll_take(cx, &mut frames)).await;
+        Batch {
+            frames: frames.drain().collect(),
+            close,
         }
+    }
+
+    /// The polling form of [`Outbound::next_batch`] for a transport that drives its own future:
+    /// when there is something to write or a close to perform, moves every queued frame to the
+    /// end of `frames` (which the caller reuses from batch to batch) and returns the close, if any;
+    /// otherwise registers the task to be woken by the next push, release or close.
+    ///
+    /// One writer per queue: a second one polling at the same time would take the first one's
+    /// place in line. Nothing is taken unless this returns `Ready`.
+    pub fn poll_take(&self, cx: &mut Context<'_>, frames: &mut Frames) -> Poll<Option<Close>> {
+        let mut state = self.state();
+        if state.held || (state.frames.is_empty() && state.close.is_none()) {
+            match &mut state.writer {
+                Some(waker) => waker.clone_from(cx.waker()),
+                None => state.writer = Some(cx.waker().clone()),
+            }
+            return Poll::Pending;
+        }
+        state.frames.move_to(frames);
+        if let Some(metrics) = &self.inner.metrics {
+            metrics.bytes_out(state.bytes);
+        }
+        state.bytes = 0;
+        let close = state.close.take().map(|close| *close);
+        if close.is_some() {
+            state.closed = true;
+        }
+        state.frames.shrink();
+        Poll::Ready(close)
+    }
+}
+
+fn wake(writer: Option<Waker>) {
+    if let Some(waker) = writer {
+        waker.wake();
     }
 }
 
@@ -237,6 +339,29 @@ mod tests {
             vec![Bytes::from_static(b"connect"), Bytes::from_static(b"push")]
         );
         assert!(batch.close.is_none());
+    }
+
+    #[tokio::test]
+    async fn frames_keep_their_order_across_release_and_reused_writer_frames() {
+        let out = Outbound::new(1024);
+        out.push(Bytes::from_static(b"a")).unwrap();
+        out.push(Bytes::from_static(b"b")).unwrap();
+        out.release(Bytes::from_static(b"connect"));
+        out.push(Bytes::from_static(b"c")).unwrap();
+        let mut frames = Frames::default();
+        let close = poll_fn(|cx| out.poll_take(cx, &mut frames)).await;
+        assert!(close.is_none());
+        assert_eq!(frames.len(), 4);
+        let taken: Vec<Bytes> = frames.drain().collect();
+        assert_eq!(taken, [&b"connect"[..], b"a", b"b", b"c"]);
+        assert!(frames.is_empty());
+        // The writer's frames are reused: a single frame comes back inline.
+        out.push(Bytes::from_static(b"d")).unwrap();
+        let close = poll_fn(|cx| out.poll_take(cx, &mut frames)).await;
+        assert!(close.is_none());
+        assert_eq!(frames.pop_front(), Some(Bytes::from_static(b"d")));
+        assert!(frames.pop_front().is_none());
+        assert_eq!(out.queued_bytes(), 0);
     }
 
     #[tokio::test]
