@@ -115,6 +115,7 @@ impl TestCluster {
             max_voters: 3,
             shard_count: self.shard_count,
             failover_timeout: TEST_FAILOVER,
+            drain_reconnect_spread: Duration::from_secs(2),
         };
         // A restart rebinds the old UDP port, which the previous endpoint may release a moment
         // after its shutdown returns.

@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use starling_placement::NodeId;
+use starling_placement::{NodeId, ShardId};
 
 use crate::raft::types::NodeInfo;
 
@@ -147,6 +147,60 @@ pub enum Call {
     /// node's state, [`Refusal::NotMember`] otherwise. Only answered heartbeats count as
     /// contact, so a removed node cannot keep a quorum lease from its old peers' pongs.
     Heartbeat,
+    /// The caller, a shard's new owner, has taken the shard over (sent to the leader, which
+    /// commits the end of the hand-off).
+    HandoffDone {
+        /// The shard.
+        shard: ShardId,
+        /// The map version the hand-off began at.
+        version: u64,
+        /// Rooms received.
+        rooms: u32,
+        /// Milliseconds spent waiting for them.
+        millis: u64,
+        /// Whether every room arrived.
+        complete: bool,
+    },
+    /// An operator command (sent to the leader).
+    Admin(AdminOp),
+}
+
+/// An operator command on the shard map, carried out by the leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminOp {
+    /// Move one shard to a member, with a hand-off.
+    MoveShard {
+        /// The shard.
+        shard: ShardId,
+        /// The member that takes it.
+        to: NodeId,
+    },
+    /// Double the shard count.
+    Split,
+    /// Move shards to their rendezvous owners among the members that are not draining.
+    Rebalance,
+    /// Move every shard off a member and mark it draining.
+    Drain {
+        /// The member.
+        node: NodeId,
+    },
+}
+
+/// What an operator command did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminReport {
+    /// Shards moved, as `(shard, from, to)`.
+    pub moves: Vec<(ShardId, NodeId, NodeId)>,
+    /// The shard map version afterwards.
+    pub map_version: u64,
+    /// The shard count afterwards.
+    pub shard_count: u32,
+    /// Rooms handed over.
+    pub rooms: u64,
+    /// Milliseconds from committing the change to the last new owner holding its rooms.
+    pub handoff_millis: u64,
+    /// Hand-offs that ended without every room (the old owner went silent).
+    pub incomplete: u32,
 }
 
 /// The server API's selection of a user's connections.
@@ -236,6 +290,8 @@ impl Call {
             Call::Channels => "Channels",
             Call::Info => "Info",
             Call::Heartbeat => "Heartbeat",
+            Call::HandoffDone { .. } => "HandoffDone",
+            Call::Admin(_) => "Admin",
         }
     }
 }
@@ -290,6 +346,8 @@ pub enum CallReply {
     },
     /// The answering node's counters.
     Info(WireNodeInfo),
+    /// What an operator command did.
+    Admin(AdminReport),
     /// Not done; why.
     Refused(Refusal),
 }
@@ -373,6 +431,14 @@ pub enum ToRoom {
         /// The client.
         client: String,
     },
+    /// A client on node `origin` left; forwarded by the room's previous owner, which received
+    /// it after handing the room over.
+    ForwardedUnsubscribe {
+        /// The client.
+        client: String,
+        /// The node holding its connection.
+        origin: NodeId,
+    },
 }
 
 /// A room owner's message to a relay node.
@@ -405,4 +471,52 @@ pub enum FromRoom {
     /// The owner stopped serving the room (its shard moved or it shut
     /// down): relays drop their subscribers, who resubscribe.
     Closed,
+    /// The room was handed over to node `to`, which continues the same
+    /// offsets and epoch; this was the sender's last message about it. The
+    /// relay follows `to` from here, taking the frames `to` sent meanwhile in
+    /// order after this one.
+    Moved {
+        /// The new owner.
+        to: NodeId,
+    },
+}
+
+/// One room's state, shipped by its old owner to its new owner in a hand-off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireRoomState {
+    /// The room.
+    pub room: String,
+    /// Its epoch.
+    pub epoch: String,
+    /// The last offset assigned.
+    pub offset: u64,
+    /// Retained publications, oldest first, contiguous up to `offset`.
+    pub history: Vec<WirePublication>,
+    /// Presence entries.
+    pub presence: Vec<WireClientInfo>,
+    /// Every subscriber: client id and the node holding its connection.
+    pub subscribers: Vec<(String, NodeId)>,
+}
+
+/// A shard hand-off from the old owner to the new one, on the old owner's link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HandoffMsg {
+    /// One room of `shard`.
+    Room {
+        /// The shard (under the sender's map).
+        shard: ShardId,
+        /// The sender's shard map version.
+        map_version: u64,
+        /// The room.
+        state: Box<WireRoomState>,
+    },
+    /// Every room of `shard` has been sent.
+    Done {
+        /// The shard.
+        shard: ShardId,
+        /// The sender's shard map version.
+        map_version: u64,
+        /// Rooms sent.
+        rooms: u32,
+    },
 }

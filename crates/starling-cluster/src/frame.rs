@@ -20,7 +20,7 @@ use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use starling_placement::NodeId;
 
-use crate::data::{Call, CallReply, FromRoom, ToRoom};
+use crate::data::{Call, CallReply, FromRoom, HandoffMsg, ToRoom};
 use crate::error::FrameError;
 
 /// The frame-format version this build speaks, carried in every frame.
@@ -29,7 +29,7 @@ use crate::error::FrameError;
 /// kind, bumps it: frames are positional (structs encode as arrays), so an
 /// old peer cannot read a changed frame, and refusing it by version is
 /// clearer than failing on a field.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// The largest frame body accepted or produced, in bytes (16 MiB).
 ///
@@ -110,6 +110,9 @@ pub enum Frame {
         /// The message.
         msg: FromRoom,
     },
+    /// A shard's old owner to its new owner: room state, then the end of the shard. Added in
+    /// version 4.
+    Handoff(HandoffMsg),
 }
 
 /// An opaque MessagePack payload of a Raft frame, carried as one `bin`
@@ -164,6 +167,7 @@ impl Frame {
             Frame::Reply { .. } => "Reply",
             Frame::ToRoom { .. } => "ToRoom",
             Frame::FromRoom { .. } => "FromRoom",
+            Frame::Handoff(_) => "Handoff",
         }
     }
 }
@@ -322,7 +326,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    use crate::data::{WireClientInfo, WirePosition, WirePublication};
+    use crate::data::{AdminOp, WireClientInfo, WirePosition, WirePublication, WireRoomState};
+    use starling_placement::ShardId;
 
     fn with_prefix(body: &[u8]) -> Vec<u8> {
         let mut out = (body.len() as u32).to_be_bytes().to_vec();
@@ -561,6 +566,55 @@ mod tests {
             ".{0,20}".prop_map(|room| Frame::FromRoom {
                 room,
                 msg: FromRoom::Closed,
+            }),
+            (".{0,20}", any::<u64>()).prop_map(|(room, to)| Frame::FromRoom {
+                room,
+                msg: FromRoom::Moved { to: NodeId(to) },
+            }),
+            (".{0,20}", ".{0,10}", any::<u64>()).prop_map(|(room, client, origin)| {
+                Frame::ToRoom {
+                    room,
+                    msg: ToRoom::ForwardedUnsubscribe {
+                        client,
+                        origin: NodeId(origin),
+                    },
+                }
+            }),
+            (
+                any::<u32>(),
+                any::<u64>(),
+                ".{0,20}",
+                proptest::collection::vec(arb_publication(), 0..3),
+                proptest::collection::vec(arb_info(), 0..3),
+                proptest::collection::vec((".{0,8}", any::<u64>()), 0..3),
+            )
+                .prop_map(|(shard, map_version, room, history, presence, subs)| {
+                    Frame::Handoff(HandoffMsg::Room {
+                        shard: ShardId(shard),
+                        map_version,
+                        state: Box::new(WireRoomState {
+                            room,
+                            epoch: "e".into(),
+                            offset: map_version,
+                            history,
+                            presence,
+                            subscribers: subs.into_iter().map(|(c, n)| (c, NodeId(n))).collect(),
+                        }),
+                    })
+                }),
+            (any::<u32>(), any::<u64>(), any::<u32>()).prop_map(|(shard, map_version, rooms)| {
+                Frame::Handoff(HandoffMsg::Done {
+                    shard: ShardId(shard),
+                    map_version,
+                    rooms,
+                })
+            }),
+            (any::<u32>(), any::<u64>()).prop_map(|(shard, to)| Frame::Call {
+                id: 1,
+                call: Call::Admin(AdminOp::MoveShard {
+                    shard: ShardId(shard),
+                    to: NodeId(to),
+                }),
             }),
         ]
     }

@@ -151,8 +151,8 @@ pub use certs::{
 };
 pub use codec::{FrameReader, FrameWriter};
 pub use data::{
-    Call, CallReply, FromRoom, Refusal, ToRoom, WireClientInfo, WireNodeInfo, WirePosition,
-    WirePublication, WireTarget, WireUserOp,
+    AdminOp, AdminReport, Call, CallReply, FromRoom, HandoffMsg, Refusal, ToRoom, WireClientInfo,
+    WireNodeInfo, WirePosition, WirePublication, WireRoomState, WireTarget, WireUserOp,
 };
 pub use endpoint::{
     ClusterEndpoint, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, IncomingLinks, KEEP_ALIVE_INTERVAL,
@@ -171,10 +171,11 @@ pub use raft::network::{NetworkFactory, RaftPeer};
 pub use raft::node::{
     ClusterMetrics, ClusterNode, ClusterNodeConfig, DEFAULT_MAX_VOTERS, MemberRole, RAFT_DIR,
 };
-pub use raft::state::{ClusterState, Member};
+pub use raft::state::{ClusterState, Member, RECENT_HANDOFFS};
 pub use raft::state_machine::{SNAPSHOT_FILE, SnapshotBuilder, StateMachineStore};
 pub use raft::types::{
-    ClusterCommand, ClusterResponse, CommandRejected, NodeInfo, StarlingRaft, TypeConfig,
+    ClusterCommand, ClusterResponse, CommandRejected, Handoff, HandoffRecord, NodeInfo,
+    StarlingRaft, TypeConfig,
 };
 pub use starling_placement::NodeId;
 pub use tls::{ALPN, ClusterTls, DevTls};

@@ -97,6 +97,9 @@ pub struct ClusterConfig {
     pub shard_count: u32,
     /// A member silent this long is declared dead and its shards get new owners.
     pub failover_timeout: GoDuration,
+    /// Once drained (`starling cluster drain`), the node closes its client connections with a
+    /// reconnect advice spread evenly over this long.
+    pub drain_reconnect_spread: GoDuration,
 }
 
 impl Default for ClusterConfig {
@@ -110,6 +113,7 @@ impl Default for ClusterConfig {
             max_voters: 3,
             shard_count: 256,
             failover_timeout: GoDuration::from_secs(3),
+            drain_reconnect_spread: GoDuration::from_secs(10),
         }
     }
 }

@@ -30,6 +30,10 @@ pub fn router(node: Node) -> Router {
         // Static paths win over `{method}` in axum's router, whatever the order here.
         .route("/api/cluster", any(crate::api::cluster::status))
         .route("/api/cluster/remove", any(crate::api::cluster::remove))
+        .route("/api/cluster/drain", any(crate::api::cluster::drain))
+        .route("/api/shards/move", any(crate::api::cluster::move_shard))
+        .route("/api/shards/split", any(crate::api::cluster::split))
+        .route("/api/shards/rebalance", any(crate::api::cluster::rebalance))
         .route("/api/{method}", any(crate::api::handle))
         .route("/metrics", get(crate::metrics::metrics))
         .route("/healthz", get(|| async { "ok\n" }))

@@ -33,7 +33,12 @@ mod room_actor;
 mod server_api;
 mod transport;
 
-pub use cluster::{ClusterHandle, ClusterSettings, ClusterStatus, MemberStatus, start_cluster};
+pub use cluster::{
+    ADMIN_TIMEOUT, ClusterHandle, ClusterSettings, ClusterStatus, HandoffStatus, MemberStatus,
+    start_cluster,
+};
+pub use starling_cluster::{AdminOp, AdminReport};
+pub use starling_placement::{NodeId, ShardId};
 pub use error::NodeError;
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use node::{ConnectionHandle, Node};

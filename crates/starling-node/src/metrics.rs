@@ -73,6 +73,12 @@ pub struct Metrics {
     cluster_copies: AtomicU64,
     relay_gap_fills: AtomicU64,
     forwarded_calls: AtomicU64,
+    handoff_rooms_sent: AtomicU64,
+    handoff_rooms_received: AtomicU64,
+    handoffs_completed: AtomicU64,
+    handoffs_incomplete: AtomicU64,
+    handoff_last_millis: AtomicU64,
+    relay_follows: AtomicU64,
     /// Error replies and disconnects by code. Not a hot path: only failures take the lock.
     errors_by_code: Mutex<BTreeMap<u32, u64>>,
     command_latency: [Histogram; METHODS.len()],
@@ -115,6 +121,19 @@ pub struct MetricsSnapshot {
     pub relay_gap_fills: u64,
     /// Calls (publish, history, presence, ...) this node forwarded to a room's owner.
     pub forwarded_calls: u64,
+    /// Rooms this node shipped to a shard's new owner.
+    pub handoff_rooms_sent: u64,
+    /// Rooms this node took over from a shard's old owner.
+    pub handoff_rooms_received: u64,
+    /// Shards this node took over with every room.
+    pub handoffs_completed: u64,
+    /// Shards this node took over without the old owner's rooms (it went silent).
+    pub handoffs_incomplete: u64,
+    /// Milliseconds the last shard taken over here waited for its rooms.
+    pub handoff_last_millis: u64,
+    /// Relays here that followed their room to a new owner without their subscribers
+    /// resubscribing.
+    pub relay_follows: u64,
 }
 
 impl Metrics {
@@ -137,6 +156,12 @@ impl Metrics {
             cluster_copies: self.cluster_copies.load(Relaxed),
             relay_gap_fills: self.relay_gap_fills.load(Relaxed),
             forwarded_calls: self.forwarded_calls.load(Relaxed),
+            handoff_rooms_sent: self.handoff_rooms_sent.load(Relaxed),
+            handoff_rooms_received: self.handoff_rooms_received.load(Relaxed),
+            handoffs_completed: self.handoffs_completed.load(Relaxed),
+            handoffs_incomplete: self.handoffs_incomplete.load(Relaxed),
+            handoff_last_millis: self.handoff_last_millis.load(Relaxed),
+            relay_follows: self.relay_follows.load(Relaxed),
         }
     }
 
@@ -188,6 +213,27 @@ impl Metrics {
 
     pub(crate) fn relay_gap_filled(&self) {
         self.relay_gap_fills.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn handoff_room_sent(&self) {
+        self.handoff_rooms_sent.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn handoff_room_received(&self) {
+        self.handoff_rooms_received.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn handoff_finished(&self, complete: bool, millis: u64) {
+        if complete {
+            self.handoffs_completed.fetch_add(1, Relaxed);
+        } else {
+            self.handoffs_incomplete.fetch_add(1, Relaxed);
+        }
+        self.handoff_last_millis.store(millis, Relaxed);
+    }
+
+    pub(crate) fn relay_followed(&self) {
+        self.relay_follows.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn forwarded_call(&self) {
@@ -265,6 +311,11 @@ impl Metrics {
                 "Rooms with at least one subscriber.",
                 s.channels,
             ),
+            (
+                "starling_handoff_last_duration_milliseconds",
+                "How long the last shard taken over by this node waited for its rooms.",
+                s.handoff_last_millis,
+            ),
         ];
         for (name, help, value) in gauges {
             let _ = writeln!(
@@ -312,6 +363,31 @@ impl Metrics {
                 "starling_forwarded_calls_total",
                 "Publish, history and presence calls forwarded to a room's owner.",
                 s.forwarded_calls,
+            ),
+            (
+                "starling_handoff_rooms_sent_total",
+                "Rooms shipped to a shard's new owner.",
+                s.handoff_rooms_sent,
+            ),
+            (
+                "starling_handoff_rooms_received_total",
+                "Rooms taken over from a shard's old owner.",
+                s.handoff_rooms_received,
+            ),
+            (
+                "starling_handoffs_completed_total",
+                "Shards taken over with every room.",
+                s.handoffs_completed,
+            ),
+            (
+                "starling_handoffs_incomplete_total",
+                "Shards taken over without the old owner's rooms (it went silent; the rooms restarted).",
+                s.handoffs_incomplete,
+            ),
+            (
+                "starling_relay_follows_total",
+                "Relays that followed their room to a new owner, subscribers kept.",
+                s.relay_follows,
             ),
             (
                 "starling_bytes_in_total",

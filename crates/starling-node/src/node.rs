@@ -31,7 +31,7 @@ use starling_cluster::{Call, CallReply, FromRoom};
 use starling_placement::NodeId;
 
 use crate::cluster::{
-    Cluster, RelayActor, RelayArgs, RelayMsg, Route, info_to_wire, position_from_wire,
+    Cluster, Ownership, RelayActor, RelayArgs, RelayMsg, Route, info_to_wire, position_from_wire,
     position_to_wire, publication_from_wire, unexpected,
 };
 use crate::connection::{ConnectionActor, ConnectionArgs, ConnectionMsg};
@@ -433,7 +433,9 @@ impl Node {
             .collect()
     }
 
-    /// The actor of room `name`, started on first use.
+    /// The actor of room `name`, started on first use — only on the room's owner: another
+    /// node's room is refused with `StaleRoute`, and a room of a shard this node is still
+    /// taking over starts waiting for its state (see `cluster::handoff`).
     fn room(&self, name: &str) -> Result<ActorRef<RoomMsg>, NodeError> {
         if let Some(room) = self.inner.rooms.get(name) {
             return Ok(room.clone());
@@ -443,6 +445,23 @@ impl Node {
             .map_err(NodeError::Channel)?
             .options
             .clone();
+        // Ownership is checked and the room entered in the table under the serving map's read
+        // lock, so a map switch (the write side) either comes first and is obeyed here, or
+        // comes after and finds this room to hand off.
+        let serving = self.cluster().map(|cluster| cluster.read_serving());
+        let awaiting = match serving
+            .as_ref()
+            .zip(self.cluster())
+            .map(|(serving, cluster)| serving.ownership(name, cluster.node_id()))
+        {
+            None | Some(Ownership::Owned) => false,
+            Some(Ownership::Incoming) => true,
+            Some(Ownership::NotOwner { version }) => {
+                return Err(NodeError::StaleRoute {
+                    map_version: version,
+                });
+            }
+        };
         let key: Arc<str> = name.into();
         match self.inner.rooms.entry(key.clone()) {
             Entry::Occupied(entry) => Ok(entry.get().clone()),
@@ -452,6 +471,7 @@ impl Node {
                     options,
                     node: self.clone(),
                     epoch: new_epoch(),
+                    awaiting,
                 };
                 // spawn_instant does not await pre_start, so this runs under the entry guard
                 // without an await; messages queue until the actor is up.
@@ -464,6 +484,50 @@ impl Node {
                 Ok(room)
             }
         }
+    }
+
+    /// The room actor that takes a handed-off room's state: the one running, or a new one
+    /// waiting for the state, when this node owns the room.
+    pub(crate) fn room_for_handoff(&self, name: &str) -> Result<ActorRef<RoomMsg>, NodeError> {
+        if let Some(room) = self.existing_room(name) {
+            return Ok(room);
+        }
+        let cluster = self.cluster().ok_or(NodeError::Cluster {
+            reason: "no cluster".into(),
+        })?;
+        let options = self
+            .resolve_channel(name)
+            .map_err(NodeError::Channel)?
+            .options
+            .clone();
+        let serving = cluster.read_serving();
+        if let Ownership::NotOwner { version } = serving.ownership(name, cluster.node_id()) {
+            return Err(NodeError::StaleRoute {
+                map_version: version,
+            });
+        }
+        let key: Arc<str> = name.into();
+        let room = match self.inner.rooms.entry(key.clone()) {
+            Entry::Occupied(entry) => entry.get().clone(),
+            Entry::Vacant(entry) => {
+                let args = RoomArgs {
+                    name: key,
+                    options,
+                    node: self.clone(),
+                    epoch: new_epoch(),
+                    awaiting: true,
+                };
+                let (room, _start) = ractor::ActorRuntime::spawn_instant(None, RoomActor, args)
+                    .map_err(|error| NodeError::Spawn {
+                        what: "room",
+                        reason: error.to_string(),
+                    })?;
+                entry.insert(room.clone());
+                room
+            }
+        };
+        drop(serving);
+        Ok(room)
     }
 
     /// Removes `room` from the table if it is still the actor registered under `name`.
@@ -509,7 +573,14 @@ impl Node {
             match cluster.route(room) {
                 Route::Local => {
                     self.check_lease()?;
-                    return self.local_subscribe(room, params).await;
+                    match self.local_subscribe(room, params.clone()).await {
+                        // The shard moved between routing and the room.
+                        Err(NodeError::StaleRoute { map_version }) => {
+                            self.await_map_change(cluster, cluster.map_version(), map_version)
+                                .await;
+                        }
+                        other => return other,
+                    }
                 }
                 Route::Remote { version: 0, .. } => cluster.wait_for_map(1).await,
                 Route::Remote { owner, version } => {
@@ -577,16 +648,25 @@ impl Node {
         match self.inner.relays.entry(key.clone()) {
             Entry::Occupied(entry) if entry.get().owner == owner => Ok(entry.get().actor.clone()),
             Entry::Occupied(mut entry) => {
-                let actor = self.spawn_relay(key, owner)?;
-                let old = entry.insert(RelayEntry {
-                    owner,
-                    actor: actor.clone(),
+                // The room moved and the control loop has not told the relay yet: the same
+                // relay follows it (its subscribers stay).
+                let previous = entry.get().owner;
+                entry.get_mut().owner = owner;
+                let actor = entry.get().actor.clone();
+                drop(entry);
+                let handoff = self.cluster().is_some_and(|cluster| {
+                    cluster.state().members.contains_key(&previous) && cluster.is_alive(previous)
                 });
-                let _ = old.actor.send_message(RelayMsg::Close);
+                let _ = actor.send_message(RelayMsg::Follow { owner, handoff });
                 Ok(actor)
             }
             Entry::Vacant(entry) => {
-                let actor = self.spawn_relay(key, owner)?;
+                let actor = self.spawn_relay(RelayArgs {
+                    name: key,
+                    owner,
+                    node: self.clone(),
+                    taken_over: None,
+                })?;
                 entry.insert(RelayEntry {
                     owner,
                     actor: actor.clone(),
@@ -596,12 +676,40 @@ impl Node {
         }
     }
 
-    fn spawn_relay(&self, name: Arc<str>, owner: NodeId) -> Result<ActorRef<RelayMsg>, NodeError> {
-        let args = RelayArgs {
-            name,
+    /// Turns the local subscribers of room `name`, which this node just handed to `owner`,
+    /// into a relay following `owner` from offset `last` on.
+    pub(crate) fn relay_taking_over(
+        &self,
+        name: Arc<str>,
+        owner: NodeId,
+        taken_over: crate::cluster::TakenOver,
+    ) -> Result<(), NodeError> {
+        let actor = self.spawn_relay(RelayArgs {
+            name: name.clone(),
             owner,
             node: self.clone(),
-        };
+            taken_over: Some(taken_over),
+        })?;
+        let old = self.inner.relays.insert(name, RelayEntry { owner, actor });
+        if let Some(old) = old {
+            let _ = old.actor.send_message(RelayMsg::Close);
+        }
+        Ok(())
+    }
+
+    /// The relay of room `name`, if there is one.
+    pub(crate) fn relay_actor(&self, name: &str) -> Option<ActorRef<RelayMsg>> {
+        self.inner.relays.get(name).map(|e| e.actor.clone())
+    }
+
+    /// Records that the relay of `name` follows `owner` now.
+    pub(crate) fn set_relay_owner(&self, name: &str, owner: NodeId) {
+        if let Some(mut entry) = self.inner.relays.get_mut(name) {
+            entry.owner = owner;
+        }
+    }
+
+    fn spawn_relay(&self, args: RelayArgs) -> Result<ActorRef<RelayMsg>, NodeError> {
         // As for rooms: no await under the table's entry guard.
         ractor::ActorRuntime::spawn_instant(None, RelayActor, args)
             .map(|(actor, _)| actor)
@@ -628,11 +736,11 @@ impl Node {
     }
 
     /// Hands an owner's message to the relay of `room`.
-    pub(crate) fn relay_frame(&self, room: &str, msg: FromRoom) {
+    pub(crate) fn relay_frame(&self, room: &str, from: NodeId, msg: FromRoom) {
         let relay = self.inner.relays.get(room).map(|e| e.actor.clone());
         match relay {
             Some(relay) => {
-                let _ = relay.send_message(RelayMsg::FromRoom(msg));
+                let _ = relay.send_message(RelayMsg::FromRoom { from, msg });
             }
             // Publications for a relay that just stopped: nobody here wants them.
             None => tracing::trace!(%room, "frame for a room without a relay here"),
@@ -685,16 +793,28 @@ impl Node {
         client_id: Arc<str>,
         notify: Option<UnsubscribeCode>,
     ) {
-        if let Some(room) = self.existing_room(room) {
-            let _ = room.send_message(RoomMsg::Unsubscribe {
+        // Room, relay, room again: during a hand-off the room becomes a relay here (old
+        // owner) or a relay becomes the room (new owner), and each registers its successor
+        // before it stops taking messages. Whichever way this races with that, one of the
+        // three sends reaches the actor holding the subscription; the others find nothing to
+        // remove, and removing is idempotent.
+        let to_room = |notify| {
+            if let Some(room) = self.existing_room(room) {
+                let _ = room.send_message(RoomMsg::Unsubscribe {
+                    client_id: client_id.clone(),
+                    notify,
+                });
+            }
+        };
+        to_room(notify);
+        let relay = self.inner.relays.get(room).map(|e| e.actor.clone());
+        if let Some(relay) = relay {
+            let _ = relay.send_message(RelayMsg::Unsubscribe {
                 client_id: client_id.clone(),
                 notify,
             });
         }
-        let relay = self.inner.relays.get(room).map(|e| e.actor.clone());
-        if let Some(relay) = relay {
-            let _ = relay.send_message(RelayMsg::Unsubscribe { client_id, notify });
-        }
+        to_room(None);
     }
 
     /// Publishes into room `room` and returns the publication with the offset the room gave it.
@@ -721,39 +841,41 @@ impl Node {
         skip_history: bool,
     ) -> Result<(Arc<Publication>, Arc<str>), NodeError> {
         self.resolve_channel(room)?;
-        let remote = self
-            .call_owner(room, |map_version| Call::Publish {
+        self.at_owner(
+            room,
+            |map_version| Call::Publish {
                 map_version,
                 room: room.to_string(),
                 data: data.clone(),
                 info: info.as_ref().map(info_to_wire),
                 tags: tags.clone(),
                 skip_history,
-            })
-            .await?;
-        match remote {
-            None => {
+            },
+            || async {
                 self.check_lease()?;
-                self.local_publish(room, data, info, tags, skip_history)
+                self.local_publish(room, data.clone(), info.clone(), tags.clone(), skip_history)
                     .await
-            }
-            Some(CallReply::Published {
-                offset,
-                epoch,
-                time,
-            }) => {
-                let publication = Publication {
-                    data,
-                    info,
+            },
+            |reply| match reply {
+                CallReply::Published {
                     offset,
-                    tags,
+                    epoch,
                     time,
-                    ..Publication::default()
-                };
-                Ok((Arc::new(publication), epoch.into()))
-            }
-            Some(other) => Err(unexpected(other)),
-        }
+                } => {
+                    let publication = Publication {
+                        data: data.clone(),
+                        info: info.clone(),
+                        offset,
+                        tags: tags.clone(),
+                        time,
+                        ..Publication::default()
+                    };
+                    Ok((Arc::new(publication), epoch.into()))
+                }
+                other => Err(unexpected(other)),
+            },
+        )
+        .await
     }
 
     /// Publishes in the room actor on this node.
@@ -779,29 +901,31 @@ impl Node {
     /// owner.
     pub async fn history(&self, room: &str, query: HistoryQuery) -> Result<HistoryPage, NodeError> {
         self.resolve_channel(room)?;
-        let remote = self
-            .call_owner(room, |map_version| Call::History {
+        self.at_owner(
+            room,
+            |map_version| Call::History {
                 map_version,
                 room: room.to_string(),
                 since: query.since.as_ref().map(position_to_wire),
                 limit: query.limit,
                 reverse: query.reverse,
-            })
-            .await?;
-        match remote {
-            None => self.local_history(room, query).await,
-            Some(CallReply::History {
-                publications,
-                position,
-            }) => Ok(HistoryPage {
-                publications: publications
-                    .into_iter()
-                    .map(|p| Arc::new(publication_from_wire(p)))
-                    .collect(),
-                position: position_from_wire(position),
-            }),
-            Some(other) => Err(unexpected(other)),
-        }
+            },
+            || self.local_history(room, query.clone()),
+            |reply| match reply {
+                CallReply::History {
+                    publications,
+                    position,
+                } => Ok(HistoryPage {
+                    publications: publications
+                        .into_iter()
+                        .map(|p| Arc::new(publication_from_wire(p)))
+                        .collect(),
+                    position: position_from_wire(position),
+                }),
+                other => Err(unexpected(other)),
+            },
+        )
+        .await
     }
 
     /// History from the room actor on this node.
@@ -823,20 +947,22 @@ impl Node {
     /// Presence of room `room`: one entry per subscribed connection, on any node.
     pub async fn presence(&self, room: &str) -> Result<Vec<ClientInfo>, NodeError> {
         self.resolve_channel(room)?;
-        let remote = self
-            .call_owner(room, |map_version| Call::Presence {
+        self.at_owner(
+            room,
+            |map_version| Call::Presence {
                 map_version,
                 room: room.to_string(),
-            })
-            .await?;
-        match remote {
-            None => self.local_presence(room).await,
-            Some(CallReply::Presence { clients }) => Ok(clients
-                .into_iter()
-                .map(crate::cluster::info_from_wire)
-                .collect()),
-            Some(other) => Err(unexpected(other)),
-        }
+            },
+            || self.local_presence(room),
+            |reply| match reply {
+                CallReply::Presence { clients } => Ok(clients
+                    .into_iter()
+                    .map(crate::cluster::info_from_wire)
+                    .collect()),
+                other => Err(unexpected(other)),
+            },
+        )
+        .await
     }
 
     pub(crate) async fn local_presence(&self, room: &str) -> Result<Vec<ClientInfo>, NodeError> {
@@ -847,20 +973,22 @@ impl Node {
     /// Presence counts of room `room`.
     pub async fn presence_stats(&self, room: &str) -> Result<PresenceStats, NodeError> {
         self.resolve_channel(room)?;
-        let remote = self
-            .call_owner(room, |map_version| Call::PresenceStats {
+        self.at_owner(
+            room,
+            |map_version| Call::PresenceStats {
                 map_version,
                 room: room.to_string(),
-            })
-            .await?;
-        match remote {
-            None => self.local_presence_stats(room).await,
-            Some(CallReply::PresenceStats { clients, users }) => Ok(PresenceStats {
-                num_clients: clients,
-                num_users: users,
-            }),
-            Some(other) => Err(unexpected(other)),
-        }
+            },
+            || self.local_presence_stats(room),
+            |reply| match reply {
+                CallReply::PresenceStats { clients, users } => Ok(PresenceStats {
+                    num_clients: clients,
+                    num_users: users,
+                }),
+                other => Err(unexpected(other)),
+            },
+        )
+        .await
     }
 
     pub(crate) async fn local_presence_stats(
@@ -869,6 +997,31 @@ impl Node {
     ) -> Result<PresenceStats, NodeError> {
         self.call_room(room, |reply| RoomMsg::PresenceStats { reply })
             .await
+    }
+
+    /// Closes every client connection with `shutdown` (3001: reconnect advised), one after
+    /// another, evenly over `spread`, so a drained node's clients come back to the other nodes
+    /// at a rate their admission control absorbs (promise 9).
+    pub(crate) async fn advise_reconnect(&self, spread: Duration) {
+        let connections: Vec<ActorRef<ConnectionMsg>> = self
+            .inner
+            .connections
+            .iter()
+            .map(|entry| entry.value().clone())
+            .collect();
+        let count = connections.len();
+        info!(connections = count, ?spread, "advising clients to reconnect elsewhere");
+        let pause = spread
+            .checked_div(u32::try_from(count).unwrap_or(u32::MAX).max(1))
+            .unwrap_or_default();
+        let mut ticker = tokio::time::interval(pause.max(Duration::from_micros(1)));
+        for connection in connections {
+            if !pause.is_zero() {
+                ticker.tick().await;
+            }
+            let _ =
+                connection.send_message(ConnectionMsg::Disconnect(DisconnectCode::Shutdown.into()));
+        }
     }
 
     /// Disconnects every client with `shutdown` (3001, reconnect advised), then waits, up to

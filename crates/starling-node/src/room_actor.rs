@@ -5,12 +5,18 @@
 //! queues and its own lifetime (it removes itself from the node's room table when the room has
 //! no subscribers and no history left).
 //!
+//! A room of a shard this node is taking over starts *awaiting*: it holds every message until
+//! the old owner's state arrives (`Resume`, then `Adopt` of the local relay's subscribers) or
+//! the hand-off ends without one (`Fresh`), then handles them in order. On the old owner,
+//! `HandOff` ships the state and turns the local subscribers into a relay (see
+//! `cluster::handoff`).
+//!
 //! Fan-out encodes each push once per wire encoding in use and shares the bytes with every
 //! recipient. Ordering holds because everything a subscriber sees from a room (its subscribe
 //! reply or push, then publications, joins and leaves, and a server unsubscribe push last) is
 //! queued by this one actor, in order.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,11 +30,14 @@ use starling_protocol::{
 use starling_room::{HistoryPage, HistoryQuery, PresenceStats, Room, RoomError, RoomOptions};
 use tracing::{debug, warn};
 
-use starling_cluster::{Frame, FromRoom};
-use starling_placement::NodeId;
+use starling_cluster::{Frame, FromRoom, HandoffMsg, WireRoomState};
+use starling_placement::{NodeId, ShardId};
 
 use crate::clock::unix_now_ms;
-use crate::cluster::{info_to_wire, position_to_wire, publication_to_wire, publications_to_wire};
+use crate::cluster::{
+    HANDOFF_TIMEOUT, RelayMsg, TakenOver, info_to_wire, position_to_wire,
+    publication_from_wire, publication_to_wire, publications_to_wire, room_state_to_wire,
+};
 use crate::node::Node;
 use crate::outbound::Outbound;
 
@@ -133,9 +142,53 @@ pub(crate) enum RoomMsg {
     },
     /// Node `.0` was declared dead: its clients leave.
     MemberDown(NodeId),
-    /// This node no longer owns the room's shard: send every subscriber (local and relayed) to
-    /// resubscribe through the new owner, then stop.
-    Relinquish,
+    /// This node no longer owns the room's shard and `to` does: ship the state there, tell
+    /// relay nodes, turn the local subscribers into a relay, stop. Answers whether the state
+    /// was shipped.
+    HandOff {
+        to: NodeId,
+        shard: ShardId,
+        map_version: u64,
+        reply: RpcReplyPort<bool>,
+    },
+    /// The state the old owner shipped; `relay` is this node's relay of the room, whose
+    /// subscribers the room takes over.
+    Resume {
+        state: Box<WireRoomState>,
+        relay: Option<ActorRef<RelayMsg>>,
+    },
+    /// The local relay's subscribers, and the last offset it passed on to them.
+    Adopt {
+        subscribers: Vec<(Arc<str>, Subscriber)>,
+        last: Option<u64>,
+    },
+    /// The hand-off ended without a state for this room: it starts afresh.
+    Fresh,
+    /// Timer: waited too long for a state or for the relay's subscribers.
+    AwaitTimeout,
+}
+
+/// Whether the room serves, or waits for a hand-off.
+enum Mode {
+    Ready,
+    /// Created for a shard this node is taking over: messages are held until the state
+    /// arrives or the hand-off ends without one.
+    Awaiting {
+        held: Vec<RoomMsg>,
+        timer: Option<tokio::task::AbortHandle>,
+    },
+    /// The state arrived; the local relay's subscribers are on their way.
+    Adopting {
+        held: Vec<RoomMsg>,
+        timer: Option<tokio::task::AbortHandle>,
+    },
+}
+
+/// Whether the actor goes on after a message.
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Stop,
 }
 
 /// The actor type; its state is [`RoomState`].
@@ -147,6 +200,8 @@ pub(crate) struct RoomArgs {
     pub(crate) options: ChannelOptions,
     pub(crate) node: Node,
     pub(crate) epoch: String,
+    /// Wait for a hand-off's state before serving.
+    pub(crate) awaiting: bool,
 }
 
 pub(crate) struct RoomState {
@@ -166,6 +221,10 @@ pub(crate) struct RoomState {
     /// Nodes with subscribers of this room, and how many each has: each gets one copy of
     /// every publication.
     relay_nodes: BTreeMap<NodeId, usize>,
+    mode: Mode,
+    /// Clients a shipped state lists as connected to this node: the local relay's subscribers,
+    /// until it hands them over. Those it does not hand over left meanwhile.
+    adopting: HashSet<Arc<str>>,
 }
 
 impl Actor for RoomActor {
@@ -175,12 +234,22 @@ impl Actor for RoomActor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: RoomArgs,
     ) -> Result<RoomState, ActorProcessingErr> {
         let options = room_options(&args.options);
         args.node.metrics().rooms_started();
+        let mode = if args.awaiting {
+            Mode::Awaiting {
+                held: Vec::new(),
+                timer: Some(await_timer(&myself)),
+            }
+        } else {
+            Mode::Ready
+        };
         Ok(RoomState {
+            mode,
+            adopting: HashSet::new(),
             epoch: args.epoch.as_str().into(),
             room: Room::new(options, args.epoch),
             join_leave: args.options.join_leave,
@@ -216,6 +285,46 @@ impl Actor for RoomActor {
         state: &mut RoomState,
     ) -> Result<(), ActorProcessingErr> {
         let now = unix_now_ms();
+        let held = match msg {
+            RoomMsg::Resume { state: wire, relay } => state.resume(&myself, *wire, relay),
+            RoomMsg::Adopt { subscribers, last } => state.adopt(subscribers, last),
+            RoomMsg::Fresh => match state.mode {
+                Mode::Awaiting { .. } => state.become_ready(),
+                _ => Vec::new(),
+            },
+            RoomMsg::AwaitTimeout => {
+                if !matches!(state.mode, Mode::Ready) {
+                    warn!(room = %state.name, "hand-off not finished in time; serving anyway");
+                    state.forget_adopting();
+                }
+                state.become_ready()
+            }
+            other if !matches!(state.mode, Mode::Ready) => {
+                if let Mode::Awaiting { held, .. } | Mode::Adopting { held, .. } = &mut state.mode
+                {
+                    held.push(other);
+                }
+                return Ok(());
+            }
+            other => vec![other],
+        };
+        if !matches!(state.mode, Mode::Ready) {
+            return Ok(());
+        }
+        for msg in held {
+            if state.handle_ready(&myself, msg, now).await == Flow::Stop {
+                return Ok(());
+            }
+        }
+        state.settle(&myself, now);
+        Ok(())
+    }
+}
+
+impl RoomState {
+    /// One message, in order, once the room serves.
+    async fn handle_ready(&mut self, myself: &ActorRef<RoomMsg>, msg: RoomMsg, now: i64) -> Flow {
+        let state = self;
         match msg {
             RoomMsg::Subscribe { params, reply } => {
                 let result = state.subscribe(*params, now);
@@ -298,15 +407,25 @@ impl Actor for RoomActor {
                 }
                 state.relay_nodes.remove(&member);
             }
-            RoomMsg::Relinquish => {
-                state.relinquish();
-                state.node.forget_room(&state.name, &myself);
+            RoomMsg::HandOff {
+                to,
+                shard,
+                map_version,
+                reply,
+            } => {
+                let shipped = state.hand_off(to, shard, map_version).await;
+                state.node.forget_room(&state.name, myself);
                 myself.stop(None);
-                return Ok(());
+                let _ = reply.send(shipped);
+                return Flow::Stop;
             }
+            // Only an awaiting room takes these; `handle` answers them before this.
+            RoomMsg::Resume { .. }
+            | RoomMsg::Adopt { .. }
+            | RoomMsg::Fresh
+            | RoomMsg::AwaitTimeout => {}
         }
-        state.settle(&myself, now);
-        Ok(())
+        Flow::Continue
     }
 }
 
@@ -491,7 +610,194 @@ impl RoomState {
         sent
     }
 
-    /// The shard moved away: every subscriber resubscribes through the new owner.
+    /// Ships the room to `to` (see `cluster::handoff`): the state on this node's link to it,
+    /// `Moved` to every other node with subscribers, and the local subscribers into a relay
+    /// following `to`. Without a link to `to` the subscribers resubscribe instead.
+    async fn hand_off(&mut self, to: NodeId, shard: ShardId, map_version: u64) -> bool {
+        let Some(cluster) = self.node.cluster().cloned() else {
+            return false;
+        };
+        let me = cluster.node_id();
+        let wire = room_state_to_wire(&self.name, &self.room, &self.remote, me);
+        let frame = Frame::Handoff(HandoffMsg::Room {
+            shard,
+            map_version,
+            state: Box::new(wire),
+        });
+        if !cluster.send_reliably(to, frame).await {
+            warn!(room = %self.name, %to, "no link to the new owner; subscribers resubscribe");
+            self.relinquish();
+            return false;
+        }
+        self.node.metrics().handoff_room_sent();
+        for &node in self.relay_nodes.keys() {
+            if node == to {
+                continue;
+            }
+            let moved = Frame::FromRoom {
+                room: self.name.to_string(),
+                msg: FromRoom::Moved { to },
+            };
+            if !cluster.send_reliably(node, moved).await {
+                debug!(room = %self.name, %node, "relay node unreachable for the move");
+            }
+        }
+        let clients: Vec<Arc<str>> = self
+            .room
+            .subscribers()
+            .map(|(client, _)| Arc::<str>::from(client))
+            .collect();
+        let mut subscribers = HashMap::with_capacity(clients.len());
+        for client in clients {
+            if let Some(subscriber) = self.room.unsubscribe(&client) {
+                subscribers.insert(client, subscriber);
+            }
+        }
+        if !subscribers.is_empty() {
+            let position = self.room.position();
+            let taken_over = TakenOver {
+                subscribers,
+                last: position.offset,
+                epoch: position.epoch,
+            };
+            if let Err(error) = self
+                .node
+                .relay_taking_over(self.name.clone(), to, taken_over)
+            {
+                warn!(room = %self.name, %error, "cannot start the relay for local subscribers");
+            }
+        }
+        cluster.remember_handoff(self.name.clone(), to);
+        self.remote.clear();
+        self.relay_nodes.clear();
+        self.count_active();
+        debug!(room = %self.name, %to, "room handed off");
+        true
+    }
+
+    /// Takes the state a room's old owner shipped. Returns held messages to handle when the
+    /// room serves now.
+    fn resume(
+        &mut self,
+        myself: &ActorRef<RoomMsg>,
+        wire: WireRoomState,
+        relay: Option<ActorRef<RelayMsg>>,
+    ) -> Vec<RoomMsg> {
+        if !matches!(self.mode, Mode::Awaiting { .. }) {
+            warn!(room = %self.name, "handed-off state for a room already serving; dropped");
+            return Vec::new();
+        }
+        let presence = crate::cluster::presence_from_wire(&wire);
+        let position = StreamPosition {
+            offset: wire.offset,
+            epoch: wire.epoch.clone(),
+        };
+        let history = wire
+            .history
+            .into_iter()
+            .map(|p| Arc::new(publication_from_wire(p)));
+        match Room::resume(*self.room.options(), position, history) {
+            Ok(room) => self.room = room,
+            Err(error) => {
+                warn!(room = %self.name, %error, "handed-off state unusable; starting afresh");
+                return self.become_ready();
+            }
+        }
+        self.epoch = wire.epoch.as_str().into();
+        for info in presence {
+            self.room.join(info);
+        }
+        let me = self.node.cluster().map(|c| c.node_id());
+        for (client, node) in wire.subscribers {
+            let client: Arc<str> = client.into();
+            if Some(node) == me {
+                self.adopting.insert(client);
+            } else {
+                *self.relay_nodes.entry(node).or_default() += 1;
+                self.remote.insert(client, node);
+            }
+        }
+        let asked = relay.is_some_and(|relay| {
+            relay
+                .send_message(RelayMsg::Absorb {
+                    room: myself.clone(),
+                })
+                .is_ok()
+        });
+        if asked {
+            let held = match &mut self.mode {
+                Mode::Awaiting { held, timer } => {
+                    if let Some(timer) = timer.take() {
+                        timer.abort();
+                    }
+                    std::mem::take(held)
+                }
+                _ => Vec::new(),
+            };
+            self.mode = Mode::Adopting {
+                held,
+                timer: Some(await_timer(myself)),
+            };
+            return Vec::new();
+        }
+        self.forget_adopting();
+        self.become_ready()
+    }
+
+    /// Takes the local relay's subscribers over; passes them what the relay had not yet.
+    fn adopt(&mut self, subscribers: Vec<(Arc<str>, Subscriber)>, last: Option<u64>) -> Vec<RoomMsg> {
+        let mut adopted = Vec::with_capacity(subscribers.len());
+        for (client, subscriber) in subscribers {
+            self.adopting.remove(&client);
+            adopted.push(subscriber.clone());
+            self.room.subscribe(&client, subscriber);
+        }
+        if let Some(last) = last {
+            let missed: Vec<Arc<Publication>> = self
+                .room
+                .retained()
+                .filter(|p| p.offset > last)
+                .cloned()
+                .collect();
+            for publication in missed {
+                let push = Push {
+                    channel: self.name.to_string(),
+                    r#pub: Some(Publication::clone(&publication)),
+                    ..Push::default()
+                };
+                fan_out_local(&self.node, &self.name, adopted.iter(), push);
+            }
+        }
+        self.forget_adopting();
+        self.count_active();
+        if matches!(self.mode, Mode::Ready) {
+            Vec::new()
+        } else {
+            self.become_ready()
+        }
+    }
+
+    /// Clients the shipped state placed on this node that no relay handed over: they left.
+    fn forget_adopting(&mut self) {
+        for client in std::mem::take(&mut self.adopting) {
+            self.leave(&client);
+        }
+    }
+
+    /// Serves from now on; returns the messages held meanwhile, in order.
+    fn become_ready(&mut self) -> Vec<RoomMsg> {
+        match std::mem::replace(&mut self.mode, Mode::Ready) {
+            Mode::Ready => Vec::new(),
+            Mode::Awaiting { held, timer } | Mode::Adopting { held, timer } => {
+                if let Some(timer) = timer {
+                    timer.abort();
+                }
+                held
+            }
+        }
+    }
+
+    /// Every subscriber resubscribes through the new owner (the room could not be shipped).
     fn relinquish(&mut self) {
         let local: Vec<Arc<str>> = self
             .room
@@ -556,6 +862,9 @@ impl RoomState {
 
     /// After each message: keep a trim timer while history is held, and stop when idle.
     fn settle(&mut self, myself: &ActorRef<RoomMsg>, now: i64) {
+        if !matches!(self.mode, Mode::Ready) {
+            return;
+        }
         self.count_active();
         let next_expiry = self.room.trim(now);
         if self.room.is_idle(now) && self.remote.is_empty() {
@@ -572,6 +881,16 @@ impl RoomState {
             self.trim_timer = Some(myself.send_after(delay, || RoomMsg::Trim).abort_handle());
         }
     }
+}
+
+/// The backstop for a room that waits for a hand-off: the shard's own timeout normally ends
+/// the wait first.
+fn await_timer(myself: &ActorRef<RoomMsg>) -> tokio::task::AbortHandle {
+    myself
+        .send_after(HANDOFF_TIMEOUT + Duration::from_secs(2), || {
+            RoomMsg::AwaitTimeout
+        })
+        .abort_handle()
 }
 
 fn encoding_slot(encoding: Encoding) -> usize {

@@ -382,17 +382,19 @@ impl Node {
     /// not running holds no history, so there is nothing to do.
     pub async fn remove_history(&self, room: &str) -> Result<(), NodeError> {
         self.resolve_channel(room)?;
-        let remote = self
-            .call_owner(room, |map_version| starling_cluster::Call::RemoveHistory {
+        self.at_owner(
+            room,
+            |map_version| starling_cluster::Call::RemoveHistory {
                 map_version,
                 room: room.to_string(),
-            })
-            .await?;
-        match remote {
-            None => self.local_remove_history(room).await,
-            Some(starling_cluster::CallReply::Done) => Ok(()),
-            Some(other) => Err(crate::cluster::unexpected(other)),
-        }
+            },
+            || self.local_remove_history(room),
+            |reply| match reply {
+                starling_cluster::CallReply::Done => Ok(()),
+                other => Err(crate::cluster::unexpected(other)),
+            },
+        )
+        .await
     }
 
     /// [`Node::remove_history`] in the room actor on this node.

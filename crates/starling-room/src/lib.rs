@@ -18,16 +18,20 @@
 //!   [`Recovery`].
 //! - `presence` — who is in the room: [`PresenceStats`].
 //! - `options` — [`RoomOptions`], the per-namespace settings a room runs with.
+//! - `relay` — [`RelayCursor`], the order a relay passes an owner's frames on in, across
+//!   shard hand-offs.
 //! - `error` — [`RoomError`].
 
 mod error;
 mod history;
 mod options;
 mod presence;
+mod relay;
 mod room;
 
 pub use error::RoomError;
 pub use history::{HistoryPage, HistoryQuery, Recovery};
 pub use options::RoomOptions;
 pub use presence::PresenceStats;
+pub use relay::{Frame as RelayFrame, Overflow as RelayOverflow, RelayCursor, Step as RelayStep};
 pub use room::Room;

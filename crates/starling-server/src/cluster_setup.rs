@@ -62,6 +62,7 @@ pub(crate) async fn settings(
         max_voters: cluster.max_voters,
         shard_count: cluster.shard_count,
         failover_timeout: cluster.failover_timeout.get(),
+        drain_reconnect_spread: cluster.drain_reconnect_spread.get(),
     })
 }
 

@@ -1,14 +1,19 @@
 //! [`ClusterState`]: the replicated state machine, as a pure value. Applying
 //! an entry is a function of the state and the entry; no I/O.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 
 use openraft::{EntryPayload, LogId, StoredMembership};
 use serde::{Deserialize, Serialize};
-use starling_placement::{NodeId, PlacementError, ShardMap};
+use starling_placement::{MAX_SHARD_COUNT, NodeId, PlacementError, Plan, ShardId, ShardMap};
 
-use crate::raft::types::{ClusterCommand, ClusterResponse, CommandRejected, NodeInfo, TypeConfig};
+use crate::raft::types::{
+    ClusterCommand, ClusterResponse, CommandRejected, Handoff, HandoffRecord, NodeInfo, TypeConfig,
+};
+
+/// Finished hand-offs the state remembers, newest last.
+pub const RECENT_HANDOFFS: usize = 32;
 
 /// A cluster member as the state machine knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +41,15 @@ pub struct ClusterState {
     pub last_applied: Option<LogId<u64>>,
     /// The last applied Raft membership config.
     pub membership: StoredMembership<u64, NodeInfo>,
+    /// Shard moves in progress, by shard: the old owner ships the rooms to the new one.
+    #[serde(default)]
+    pub handoffs: BTreeMap<ShardId, Handoff>,
+    /// The last [`RECENT_HANDOFFS`] finished hand-offs, oldest first.
+    #[serde(default)]
+    pub recent_handoffs: VecDeque<HandoffRecord>,
+    /// Members being drained: no rebalance gives them shards.
+    #[serde(default)]
+    pub draining: BTreeSet<NodeId>,
 }
 
 impl ClusterState {
@@ -73,6 +87,63 @@ impl ClusterState {
                 self.shard_map = Some(map.clone());
             }
             ClusterCommand::ApplyPlan { base_version, plan } => {
+                let next = self.planned_map(*base_version, plan)?;
+                // Without a hand-off the new owner starts the rooms afresh: a hand-off still
+                // pending for a moved shard has nobody left to finish it.
+                for mv in &plan.moves {
+                    self.handoffs.remove(&mv.shard);
+                }
+                self.shard_map = Some(next);
+            }
+            ClusterCommand::HandoffPlan { base_version, plan } => {
+                if let Some((shard, pending)) = plan
+                    .moves
+                    .iter()
+                    .find_map(|mv| self.handoffs.get(&mv.shard).map(|h| (mv.shard, *h)))
+                {
+                    return Err(CommandRejected::HandoffPending {
+                        shard,
+                        from: pending.from,
+                        to: pending.to,
+                    });
+                }
+                let next = self.planned_map(*base_version, plan)?;
+                for mv in &plan.moves {
+                    self.handoffs.insert(
+                        mv.shard,
+                        Handoff {
+                            from: mv.from,
+                            to: mv.to,
+                            version: next.version(),
+                        },
+                    );
+                }
+                self.shard_map = Some(next);
+            }
+            ClusterCommand::CompleteHandoff {
+                shard,
+                version,
+                rooms,
+                millis,
+                complete,
+            } => {
+                if let Some(handoff) = self.handoffs.get(shard).copied()
+                    && handoff.version == *version
+                {
+                    self.handoffs.remove(shard);
+                    if self.recent_handoffs.len() >= RECENT_HANDOFFS {
+                        self.recent_handoffs.pop_front();
+                    }
+                    self.recent_handoffs.push_back(HandoffRecord {
+                        shard: *shard,
+                        handoff,
+                        rooms: *rooms,
+                        millis: *millis,
+                        complete: *complete,
+                    });
+                }
+            }
+            ClusterCommand::Split { base_version } => {
                 let current = self.shard_map.as_ref().ok_or(CommandRejected::NoShardMap)?;
                 if current.version() != *base_version {
                     return Err(CommandRejected::StaleShardMap {
@@ -80,17 +151,27 @@ impl ClusterState {
                         current: current.version(),
                     });
                 }
-                if let Some(mv) = plan
-                    .moves
-                    .iter()
-                    .find(|mv| !self.members.contains_key(&mv.to))
-                {
-                    return Err(CommandRejected::NotAMember { node: mv.to });
+                if let Some((&shard, pending)) = self.handoffs.iter().next() {
+                    return Err(CommandRejected::HandoffPending {
+                        shard,
+                        from: pending.from,
+                        to: pending.to,
+                    });
                 }
-                // `with_moves` works on a copy: a failing move leaves the
-                // current map untouched.
-                let next = current.with_moves(plan).map_err(rejected)?;
+                let next = current.split().map_err(|_| CommandRejected::TooManyShards {
+                    max: MAX_SHARD_COUNT,
+                })?;
                 self.shard_map = Some(next);
+            }
+            ClusterCommand::SetDraining { node, draining } => {
+                if *draining {
+                    if !self.members.contains_key(node) {
+                        return Err(CommandRejected::NotAMember { node: *node });
+                    }
+                    self.draining.insert(*node);
+                } else {
+                    self.draining.remove(node);
+                }
             }
             ClusterCommand::SetSetting { key, value } => {
                 self.settings.insert(key.clone(), value.clone());
@@ -116,6 +197,26 @@ impl ClusterState {
             .collect()
     }
 
+    /// The map after `plan`, if it was made from the current map and moves shards to members.
+    /// `with_moves` works on a copy: a failing move leaves the current map untouched.
+    fn planned_map(&self, base_version: u64, plan: &Plan) -> Result<ShardMap, CommandRejected> {
+        let current = self.shard_map.as_ref().ok_or(CommandRejected::NoShardMap)?;
+        if current.version() != base_version {
+            return Err(CommandRejected::StaleShardMap {
+                base_version,
+                current: current.version(),
+            });
+        }
+        if let Some(mv) = plan
+            .moves
+            .iter()
+            .find(|mv| !self.members.contains_key(&mv.to))
+        {
+            return Err(CommandRejected::NotAMember { node: mv.to });
+        }
+        current.with_moves(plan).map_err(rejected)
+    }
+
     fn check_owners(&self, map: &ShardMap) -> Result<(), CommandRejected> {
         match map
             .shards()
@@ -139,6 +240,8 @@ impl ClusterState {
                 (NodeId(*id), member)
             })
             .collect();
+        let members = &self.members;
+        self.draining.retain(|node| members.contains_key(node));
     }
 
     fn applied(&self) -> ClusterResponse {
@@ -382,6 +485,138 @@ mod tests {
             Ok(())
         );
         assert_eq!(state.shard_map, Some(newer));
+    }
+
+    fn one_move(shard: u32, from: u64, to: u64) -> Plan {
+        Plan {
+            moves: vec![Move {
+                shard: ShardId(shard),
+                from: NodeId(from),
+                to: NodeId(to),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_handoff_move_is_recorded_until_the_new_owner_completes_it() {
+        let mut state = state_with_map();
+        let plan = one_move(3, 1, 2);
+        assert_eq!(
+            state.apply_command(&ClusterCommand::HandoffPlan {
+                base_version: 1,
+                plan
+            }),
+            Ok(())
+        );
+        let map = state.shard_map.as_ref().expect("map");
+        assert_eq!(map.owner(ShardId(3)), Some(NodeId(2)));
+        let handoff = Handoff {
+            from: NodeId(1),
+            to: NodeId(2),
+            version: 2,
+        };
+        assert_eq!(state.handoffs.get(&ShardId(3)), Some(&handoff));
+
+        // A second move of the same shard waits for the first to finish; a split too.
+        let again = ClusterCommand::HandoffPlan {
+            base_version: 2,
+            plan: one_move(3, 2, 3),
+        };
+        let pending = Err(CommandRejected::HandoffPending {
+            shard: ShardId(3),
+            from: NodeId(1),
+            to: NodeId(2),
+        });
+        assert_eq!(state.apply_command(&again), pending);
+        assert_eq!(
+            state.apply_command(&ClusterCommand::Split { base_version: 2 }),
+            pending
+        );
+
+        // Completing an older hand-off of the shard changes nothing.
+        let stale = ClusterCommand::CompleteHandoff {
+            shard: ShardId(3),
+            version: 1,
+            rooms: 0,
+            millis: 0,
+            complete: true,
+        };
+        assert_eq!(state.apply_command(&stale), Ok(()));
+        assert!(state.handoffs.contains_key(&ShardId(3)));
+        let done = ClusterCommand::CompleteHandoff {
+            shard: ShardId(3),
+            version: 2,
+            rooms: 7,
+            millis: 12,
+            complete: true,
+        };
+        assert_eq!(state.apply_command(&done), Ok(()));
+        assert!(state.handoffs.is_empty());
+        assert_eq!(state.recent_handoffs.back().map(|r| r.rooms), Some(7));
+        assert_eq!(state.apply_command(&again), Ok(()));
+    }
+
+    #[test]
+    fn a_failover_move_cancels_a_pending_handoff() {
+        let mut state = state_with_map();
+        let plan = one_move(5, 1, 2);
+        state
+            .apply_command(&ClusterCommand::HandoffPlan {
+                base_version: 1,
+                plan,
+            })
+            .expect("hand-off plan");
+        // Node 2 died before taking the shard over; the leader gives it to node 3 directly.
+        state
+            .apply_command(&ClusterCommand::ApplyPlan {
+                base_version: 2,
+                plan: one_move(5, 2, 3),
+            })
+            .expect("failover plan");
+        assert!(state.handoffs.is_empty());
+        let map = state.shard_map.as_ref().expect("map");
+        assert_eq!(map.owner(ShardId(5)), Some(NodeId(3)));
+    }
+
+    #[test]
+    fn a_split_doubles_the_shards_without_changing_owners() {
+        let mut state = state_with_map();
+        assert_eq!(
+            state.apply_command(&ClusterCommand::Split { base_version: 0 }),
+            Err(CommandRejected::StaleShardMap {
+                base_version: 0,
+                current: 1
+            })
+        );
+        assert_eq!(
+            state.apply_command(&ClusterCommand::Split { base_version: 1 }),
+            Ok(())
+        );
+        let map = state.shard_map.as_ref().expect("map");
+        assert_eq!(map.shard_count(), 16);
+        assert_eq!(map.version(), 2);
+        assert!(map.owners().iter().all(|&o| o == NodeId(1)));
+    }
+
+    #[test]
+    fn draining_marks_only_members_and_is_dropped_when_they_leave() {
+        let mut state = state_with_map();
+        assert_eq!(
+            state.apply_command(&ClusterCommand::SetDraining {
+                node: NodeId(9),
+                draining: true
+            }),
+            Err(CommandRejected::NotAMember { node: NodeId(9) })
+        );
+        state
+            .apply_command(&ClusterCommand::SetDraining {
+                node: NodeId(2),
+                draining: true,
+            })
+            .expect("drain");
+        assert!(state.draining.contains(&NodeId(2)));
+        state.apply(&membership_entry(5, &[1], &[3]));
+        assert!(state.draining.is_empty());
     }
 
     #[test]

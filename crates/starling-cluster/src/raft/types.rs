@@ -73,6 +73,45 @@ pub enum ClusterCommand {
         /// The moves.
         plan: Plan,
     },
+    /// Moves shards with a hand-off: each moved shard's old owner ships its rooms' state to
+    /// the new owner, which holds the shard's requests until it has them. Refused as
+    /// [`ApplyPlan`](Self::ApplyPlan) is, and also when a moved shard still has a hand-off in
+    /// progress (one hand-off per shard at a time keeps old and new owner unambiguous on every
+    /// node, whichever map versions it skipped). Records a [`Handoff`] per move.
+    HandoffPlan {
+        /// The map version the plan was computed from.
+        base_version: u64,
+        /// The moves.
+        plan: Plan,
+    },
+    /// The new owner has taken `shard` over (or gave up waiting): the hand-off recorded at map
+    /// version `version` ends. A no-op when no such hand-off is pending.
+    CompleteHandoff {
+        /// The shard.
+        shard: ShardId,
+        /// The map version the hand-off began at.
+        version: u64,
+        /// Rooms received.
+        rooms: u32,
+        /// Milliseconds from the new owner seeing the move to holding every room.
+        millis: u64,
+        /// Whether every room arrived (false: the old owner went silent and the new owner
+        /// started the shard's rooms afresh).
+        complete: bool,
+    },
+    /// Doubles the shard count: shard `i` becomes `i` and `i + old count`, both on `i`'s owner,
+    /// so no room changes owner. Refused while a hand-off is in progress.
+    Split {
+        /// The map version the split was asked for at.
+        base_version: u64,
+    },
+    /// Marks `node` as draining (no rebalance gives it shards) or clears the mark.
+    SetDraining {
+        /// The node.
+        node: NodeId,
+        /// Draining or not.
+        draining: bool,
+    },
     /// Sets a cluster-wide setting.
     SetSetting {
         /// The setting's name.
@@ -147,4 +186,47 @@ pub enum CommandRejected {
         /// The node.
         node: NodeId,
     },
+    /// A hand-off move or a split while `shard` is still being handed over.
+    #[error("shard {shard} is still being handed over from node {from} to node {to}")]
+    HandoffPending {
+        /// The shard.
+        shard: ShardId,
+        /// Its old owner.
+        from: NodeId,
+        /// Its new owner.
+        to: NodeId,
+    },
+    /// The map cannot split further.
+    #[error("the shard map cannot grow past {max} shards")]
+    TooManyShards {
+        /// The largest shard count.
+        max: u32,
+    },
+}
+
+/// A shard move in progress: `from` ships the shard's rooms to `to`, which holds the shard's
+/// requests until it has them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handoff {
+    /// The old owner.
+    pub from: NodeId,
+    /// The new owner (the map's owner of the shard).
+    pub to: NodeId,
+    /// The map version the move was committed at.
+    pub version: u64,
+}
+
+/// A finished hand-off, kept in the state for `cluster status` and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoffRecord {
+    /// The shard.
+    pub shard: ShardId,
+    /// The hand-off.
+    pub handoff: Handoff,
+    /// Rooms received.
+    pub rooms: u32,
+    /// Milliseconds the new owner waited for them.
+    pub millis: u64,
+    /// Whether every room arrived.
+    pub complete: bool,
 }

@@ -1,5 +1,8 @@
 //! The cluster endpoints of the server API: `GET /api/cluster` (what `starling cluster status`
-//! prints) and `POST /api/cluster/remove` (what `starling cluster remove` asks for).
+//! prints), `POST /api/cluster/remove` and `POST /api/cluster/drain` (membership), and
+//! `POST /api/shards/move`, `/api/shards/split` and `/api/shards/rebalance` (the shard map).
+//! The shard commands and drain answer once the hand-offs they started are over, with what
+//! moved and how long it took (`starling_node::AdminReport`).
 //!
 //! They are Starling's own, not Centrifugo methods, so they have their own paths beside
 //! `/api/{method}` (axum matches a static segment before a parameter, so `/api/cluster` never
@@ -13,7 +16,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use starling_node::{Node, NodeError};
+use starling_node::{AdminOp, AdminReport, Node, NodeError};
 use tracing::{debug, info, warn};
 
 use super::error::{ApiError, ApiErrorCode};
@@ -110,6 +113,203 @@ pub(crate) async fn remove(
             warn!(node_id = request.node_id, %error, "server API: cluster remove failed");
             let status = match error {
                 // Nothing is wrong with the request: the cluster cannot act on it right now.
+                NodeError::PeerUnavailable { .. } | NodeError::NoQuorum => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                NodeError::Remote {
+                    bad_request: true, ..
+                } => StatusCode::BAD_REQUEST,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            let reason = error.to_string();
+            cluster_error(status, ApiError::Node(error).code(), reason)
+        }
+    }
+}
+
+/// The body of `POST /api/cluster/drain`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DrainRequest {
+    node_id: u64,
+}
+
+/// The body of `POST /api/shards/move`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MoveRequest {
+    shard: u32,
+    to: u64,
+}
+
+/// The body of `POST /api/shards/split` and `/api/shards/rebalance`: nothing (or `{}`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoArguments {}
+
+/// `POST /api/cluster/drain` with `{"node_id": N}`: moves every shard off the member (with
+/// hand-offs) and marks it draining; its clients are then advised to reconnect elsewhere.
+pub(crate) async fn drain(
+    State(node): State<Node>,
+    http_method: Method,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    admin(node, http_method, headers, body, "{\"node_id\": N}", |r: DrainRequest| {
+        AdminOp::Drain {
+            node: starling_node::NodeId(r.node_id),
+        }
+    })
+    .await
+}
+
+/// `POST /api/shards/move` with `{"shard": S, "to": N}`: moves one shard with a hand-off.
+pub(crate) async fn move_shard(
+    State(node): State<Node>,
+    http_method: Method,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    admin(
+        node,
+        http_method,
+        headers,
+        body,
+        "{\"shard\": S, \"to\": N}",
+        |r: MoveRequest| AdminOp::MoveShard {
+            shard: starling_node::ShardId(r.shard),
+            to: starling_node::NodeId(r.to),
+        },
+    )
+    .await
+}
+
+/// `POST /api/shards/split`: doubles the shard count (no room changes owner).
+pub(crate) async fn split(
+    State(node): State<Node>,
+    http_method: Method,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    admin(node, http_method, headers, body, "{}", |_: NoArguments| {
+        AdminOp::Split
+    })
+    .await
+}
+
+/// `POST /api/shards/rebalance`: moves shards to their rendezvous owners, a few at a time.
+pub(crate) async fn rebalance(
+    State(node): State<Node>,
+    http_method: Method,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    admin(node, http_method, headers, body, "{}", |_: NoArguments| {
+        AdminOp::Rebalance
+    })
+    .await
+}
+
+/// What the shard commands answer.
+#[derive(Debug, Serialize)]
+struct AdminAnswer {
+    /// Shards moved.
+    moves: Vec<MoveAnswer>,
+    shard_map_version: u64,
+    shard_count: u32,
+    /// Rooms handed over.
+    rooms: u64,
+    /// Milliseconds from committing the moves to the new owners holding their rooms.
+    handoff_ms: u64,
+    /// Moves whose old owner went silent before shipping every room.
+    incomplete: u32,
+    /// Milliseconds the whole command took on the node that answered.
+    elapsed_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct MoveAnswer {
+    shard: u32,
+    from: u64,
+    to: u64,
+}
+
+fn answer(report: AdminReport, elapsed_ms: u64) -> AdminAnswer {
+    AdminAnswer {
+        moves: report
+            .moves
+            .iter()
+            .map(|(shard, from, to)| MoveAnswer {
+                shard: shard.0,
+                from: from.0,
+                to: to.0,
+            })
+            .collect(),
+        shard_map_version: report.map_version,
+        shard_count: report.shard_count,
+        rooms: report.rooms,
+        handoff_ms: report.handoff_millis,
+        incomplete: report.incomplete,
+        elapsed_ms,
+    }
+}
+
+/// The shared shape of the admin commands: key, method, a JSON body of type `R` (empty means
+/// `{}`), then the command on the leader.
+async fn admin<R: serde::de::DeserializeOwned>(
+    node: Node,
+    http_method: Method,
+    headers: HeaderMap,
+    body: Body,
+    shape: &'static str,
+    op: impl FnOnce(R) -> AdminOp,
+) -> Response {
+    if !authorized(&headers, &node.config().http_api.key) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    if http_method != Method::POST {
+        return method_not_allowed("POST");
+    }
+    let limit = node.config().http_api.max_request_body_size;
+    let body = match to_bytes(body, limit).await {
+        Ok(body) => body,
+        Err(_) => {
+            return cluster_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ApiErrorCode::BadRequest,
+                format!("the body is larger than {limit} bytes"),
+            );
+        }
+    };
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        &body
+    };
+    let request: R = match serde_json::from_slice(body) {
+        Ok(request) => request,
+        Err(error) => {
+            return cluster_error(
+                StatusCode::BAD_REQUEST,
+                ApiErrorCode::BadRequest,
+                format!("expected {shape}: {error}"),
+            );
+        }
+    };
+    if node.cluster_status().is_none() {
+        return no_cluster();
+    }
+    let op = op(request);
+    let started = std::time::Instant::now();
+    match node.admin(op.clone()).await {
+        Ok(report) => {
+            let elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            info!(?op, elapsed_ms = elapsed, "server API: operator command done");
+            json_response(&answer(report, elapsed))
+        }
+        Err(error) => {
+            warn!(?op, %error, "server API: operator command failed");
+            let status = match error {
                 NodeError::PeerUnavailable { .. } | NodeError::NoQuorum => {
                     StatusCode::SERVICE_UNAVAILABLE
                 }

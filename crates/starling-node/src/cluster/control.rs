@@ -1,22 +1,23 @@
 //! The cluster control loop (the design's ClusterActor): on every node it follows the shard
-//! map — rooms whose shard left this node stop, relays whose room changed owner close — and
-//! purges presence of members that went silent. On the leader it also keeps the map right:
-//! shards of dead or removed members get live owners, and once every member is alive the map
-//! is rebalanced by rendezvous hashing (after a join, or when a node comes back).
+//! map — switching the map the node serves by, handing off rooms whose shard left, taking over
+//! shards that arrive (`handoff`) — purges presence of members that went silent, and on a
+//! drained node advises its clients to reconnect elsewhere. On the leader it also keeps the
+//! map right: shards of dead or removed members get live owners at once (no hand-off is
+//! possible), and when the set of live members changes the map is rebalanced by rendezvous
+//! hashing with hand-offs, a few moves at a time.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use starling_cluster::{ClusterCommand, ClusterNode, ClusterNodeError, ClusterState};
-use starling_placement::{NodeId, plan_drain, plan_rebalance};
+use starling_placement::{NodeId, Plan, plan_drain, plan_rebalance};
 use tokio::task::AbortHandle;
 use tracing::{info, warn};
 
-use super::{Cluster, Route, shard_counts};
+use super::{Cluster, handoff, shard_counts};
 use crate::error::NodeError;
 use crate::node::Node;
-use crate::room_actor::RoomMsg;
 
 /// How often the loop looks at liveness even when the state does not change.
 const TICK: Duration = Duration::from_millis(200);
@@ -31,6 +32,8 @@ pub(super) fn spawn(node: Node, cluster: Arc<Cluster>) -> AbortHandle {
         let mut seen_version = None;
         let mut down: HashSet<NodeId> = HashSet::new();
         let mut ticks = 0u32;
+        let mut leader = LeaderMemory::default();
+        let mut drain_advised = false;
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
@@ -44,14 +47,19 @@ pub(super) fn spawn(node: Node, cluster: Arc<Cluster>) -> AbortHandle {
                 info!(
                     version = version.unwrap_or(0),
                     shards = ?shard_counts(&state),
+                    handoffs = state.handoffs.len(),
                     "shard map applied"
                 );
-                follow_map(&node, &cluster);
-            } else if ticks.is_multiple_of(SWEEP_EVERY) {
-                // A room started on this node just as its shard moved away can miss the sweep
-                // of that map change; a periodic one catches it.
-                follow_map(&node, &cluster);
             }
+            // A room started on this node just as its shard moved away can miss the switch
+            // of that map; a periodic sweep catches it.
+            handoff::follow(&node, &cluster, &state, ticks.is_multiple_of(SWEEP_EVERY));
+            for shard in handoff::overdue(&cluster) {
+                handoff::finish(&node, &cluster, shard, None, 0);
+            }
+            cluster
+                .handed_off
+                .retain(|_, (_, at)| at.elapsed() < HANDED_OFF_MEMORY);
             for &id in state.members.keys() {
                 if id == cluster.node_id {
                     continue;
@@ -65,36 +73,49 @@ pub(super) fn spawn(node: Node, cluster: Arc<Cluster>) -> AbortHandle {
                 }
             }
             down.retain(|id| state.members.contains_key(id));
-            leader_duties(&cluster, &state).await;
+            if !drain_advised && drained(&cluster, &state) {
+                drain_advised = true;
+                let spread = cluster.settings.drain_reconnect_spread;
+                info!(?spread, "this node is drained; advising its clients to reconnect elsewhere");
+                let node = node.clone();
+                tokio::spawn(async move { node.advise_reconnect(spread).await });
+            }
+            leader_duties(&cluster, &state, &mut leader).await;
         }
     })
     .abort_handle()
 }
 
-/// Stops rooms this node no longer owns and closes relays that follow an old owner.
-fn follow_map(node: &Node, cluster: &Cluster) {
-    for (name, room) in node.room_refs() {
-        if !cluster.owns(&name) {
-            let _ = room.send_message(RoomMsg::Relinquish);
-        }
-    }
-    for (name, owner, relay) in node.relay_refs() {
-        let current = match cluster.route(&name) {
-            Route::Remote { owner, .. } => Some(owner),
-            Route::Local => None,
-        };
-        if current != Some(owner) {
-            let _ = relay.send_message(super::RelayMsg::Close);
-        }
-    }
+/// How long a node remembers where it handed a room, to pass late unsubscribes on.
+const HANDED_OFF_MEMORY: Duration = Duration::from_secs(60);
+/// Hand-offs the leader keeps in flight at once when it rebalances or drains by itself.
+pub(super) const MOVES_IN_FLIGHT: usize = 8;
+
+/// Whether this node is marked draining and owns no shard any more.
+fn drained(cluster: &Cluster, state: &ClusterState) -> bool {
+    state.draining.contains(&cluster.node_id)
+        && state.shard_map.as_ref().is_some_and(|map| {
+            map.shards_of(cluster.node_id).next().is_none()
+                && !state.handoffs.values().any(|h| h.from == cluster.node_id)
+        })
 }
 
-async fn leader_duties(cluster: &Cluster, state: &ClusterState) {
+/// What the leader's loop remembers between ticks.
+#[derive(Default)]
+struct LeaderMemory {
+    /// The members (alive, not draining) the map was last rebalanced for. The loop rebalances
+    /// by itself only when this changes (a join, a leave, a node back), so an operator's move
+    /// stays until the membership changes.
+    balanced_for: Option<Vec<NodeId>>,
+}
+
+async fn leader_duties(cluster: &Cluster, state: &ClusterState, memory: &mut LeaderMemory) {
     let guard = cluster.raft.read().await;
     let Some(raft) = guard.as_ref() else {
         return;
     };
     if !raft.is_leader() {
+        memory.balanced_for = None;
         return;
     }
     let Some(map) = &state.shard_map else {
@@ -109,38 +130,81 @@ async fn leader_duties(cluster: &Cluster, state: &ClusterState) {
     if live.is_empty() {
         return;
     }
-    // Shards on a dead or removed node first: those rooms are unavailable until moved.
+    // Shards on a dead or removed node first: those rooms are unavailable until moved. Nobody
+    // can ship them, so they move without a hand-off.
     let stranded = map
         .counts_per_node()
         .into_keys()
         .find(|owner| !live.contains(owner));
-    let (why, plan) = match stranded {
-        Some(owner) => match plan_drain(map, owner, &live) {
-            Ok(plan) => (format!("node {owner} is unavailable"), plan),
-            Err(error) => {
-                warn!(%error, "cannot plan the failover");
-                return;
+    if let Some(owner) = stranded {
+        let targets: Vec<NodeId> = live
+            .iter()
+            .copied()
+            .filter(|id| !state.draining.contains(id))
+            .collect();
+        let targets = if targets.is_empty() { live.clone() } else { targets };
+        match plan_drain(map, owner, &targets) {
+            Ok(plan) if !plan.is_empty() => {
+                let moves = plan.moves.len();
+                let command = ClusterCommand::ApplyPlan {
+                    base_version: map.version(),
+                    plan,
+                };
+                commit(raft, command, moves, &format!("node {owner} is unavailable")).await;
             }
-        },
-        None if live.len() == members.len() => {
-            match plan_rebalance(map, &members, &BTreeMap::new()) {
-                Ok(plan) => ("rebalance".to_string(), plan),
-                Err(error) => {
-                    warn!(%error, "cannot plan a rebalance");
-                    return;
-                }
-            }
+            Ok(_) => {}
+            Err(error) => warn!(%error, "cannot plan the failover"),
         }
-        None => return,
-    };
-    if plan.is_empty() {
         return;
     }
-    let moves = plan.moves.len();
-    let command = ClusterCommand::ApplyPlan {
-        base_version: map.version(),
-        plan,
-    };
+    if live.len() != members.len() {
+        return;
+    }
+    let serving: Vec<NodeId> = members
+        .iter()
+        .copied()
+        .filter(|id| !state.draining.contains(id))
+        .collect();
+    if serving.is_empty() {
+        return;
+    }
+    let draining_owns = state
+        .draining
+        .iter()
+        .any(|&id| map.shards_of(id).next().is_some());
+    if memory.balanced_for.as_ref() == Some(&serving) && !draining_owns {
+        return;
+    }
+    match plan_rebalance(map, &serving, &BTreeMap::new()) {
+        Ok(plan) => {
+            let plan = within_budget(plan, state);
+            if plan.is_empty() {
+                if state.handoffs.is_empty() {
+                    memory.balanced_for = Some(serving);
+                }
+                return;
+            }
+            let moves = plan.moves.len();
+            let command = ClusterCommand::HandoffPlan {
+                base_version: map.version(),
+                plan,
+            };
+            commit(raft, command, moves, "rebalance").await;
+        }
+        Err(error) => warn!(%error, "cannot plan a rebalance"),
+    }
+}
+
+/// The moves of `plan` that can start now: none of a shard still being handed over, and no
+/// more than [`MOVES_IN_FLIGHT`] hand-offs at once.
+pub(super) fn within_budget(mut plan: Plan, state: &ClusterState) -> Plan {
+    let budget = MOVES_IN_FLIGHT.saturating_sub(state.handoffs.len());
+    plan.moves.retain(|mv| !state.handoffs.contains_key(&mv.shard));
+    plan.moves.truncate(budget);
+    plan
+}
+
+async fn commit(raft: &ClusterNode, command: ClusterCommand, moves: usize, why: &str) {
     match raft.propose(command).await {
         Ok(version) => info!(moves, version, reason = %why, "shards reassigned"),
         Err(ClusterNodeError::Rejected(rejected)) => {

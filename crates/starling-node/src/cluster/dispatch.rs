@@ -47,7 +47,11 @@ pub(super) fn incoming(node: &Node, from: NodeId, reply_to: &PeerSender, frame: 
         }
         Frame::Reply { id, reply } => cluster.answer(id, reply),
         Frame::ToRoom { room, msg } => to_room(node, cluster, from, room, msg),
-        Frame::FromRoom { room, msg } => node.relay_frame(&room, msg),
+        Frame::FromRoom { room, msg } => node.relay_frame(&room, from, msg),
+        Frame::Handoff(msg) => {
+            // In arrival order, to the one task that takes rooms over.
+            let _ = cluster.handoffs.send((from, msg));
+        }
         other => debug!(peer = %from, kind = other.kind(), "ignored cluster frame"),
     }
 }
@@ -67,6 +71,24 @@ async fn answer_call(node: &Node, call: Call) -> CallReply {
         Call::Info => CallReply::Info(node.info_to_wire()),
         Call::Heartbeat => CallReply::Done,
         Call::Remove { node_id } => cluster.handle_remove(node_id).await,
+        Call::HandoffDone {
+            shard,
+            version,
+            rooms,
+            millis,
+            complete,
+        } => {
+            cluster
+                .propose(starling_cluster::ClusterCommand::CompleteHandoff {
+                    shard,
+                    version,
+                    rooms,
+                    millis,
+                    complete,
+                })
+                .await
+        }
+        Call::Admin(op) => super::admin::on_leader(cluster, op).await,
         Call::Publish {
             map_version,
             room,
@@ -184,6 +206,8 @@ fn refusal_of(error: NodeError) -> CallReply {
             }
         }
         NodeError::NoQuorum => Refusal::NoQuorum,
+        // The shard moved between the owner check and the room.
+        NodeError::StaleRoute { map_version } => Refusal::NotOwner { map_version },
         other => Refusal::Failed {
             reason: other.to_string(),
         },
@@ -235,13 +259,46 @@ fn to_room(node: &Node, cluster: &Cluster, from: NodeId, room: String, msg: ToRo
                 });
             }
         }
-        ToRoom::Unsubscribe { client } => {
-            if let Some(actor) = node.existing_room(&room) {
-                let _ = actor.send_message(RoomMsg::RemoteUnsubscribe {
-                    from,
-                    client: Arc::from(client),
-                });
-            }
+        ToRoom::Unsubscribe { client } => unsubscribe(node, cluster, room, client, from, true),
+        ToRoom::ForwardedUnsubscribe { client, origin } => {
+            unsubscribe(node, cluster, room, client, origin, false);
+        }
+    }
+}
+
+/// Client `client` on node `origin` left `room`: the room here takes it out; a room this node
+/// handed away gets it passed on (once), and a room of a shard being taken over holds it
+/// until its state arrives.
+fn unsubscribe(
+    node: &Node,
+    cluster: &Cluster,
+    room: String,
+    client: String,
+    origin: NodeId,
+    forward: bool,
+) {
+    let msg = RoomMsg::RemoteUnsubscribe {
+        from: origin,
+        client: Arc::from(client.as_str()),
+    };
+    if let Some(actor) = node.existing_room(&room) {
+        let _ = actor.send_message(msg);
+        return;
+    }
+    if cluster.owns_incoming(&room) {
+        if let Err(error) = node.send_to_room(&room, msg) {
+            debug!(%room, %error, "unsubscribe for a room being taken over not delivered");
+        }
+        return;
+    }
+    let handed = cluster.handed_off.get(room.as_str()).map(|entry| entry.0);
+    if forward && let Some(to) = handed {
+        let frame = Frame::ToRoom {
+            room,
+            msg: ToRoom::ForwardedUnsubscribe { client, origin },
+        };
+        if !cluster.send(to, frame) {
+            debug!(%to, "unsubscribe not passed on: no link to the new owner");
         }
     }
 }

@@ -8,6 +8,9 @@
 //! - `relay` — `RelayActor`: the local face of a room owned elsewhere.
 //! - `control` — the loop that reacts to the shard map (ownership changes) and, on the leader,
 //!   reassigns the shards of dead members and rebalances after joins.
+//! - `handoff` — shard hand-offs: the map this node serves by, shipping a moved shard's rooms
+//!   to their new owner, and taking them over on the new owner.
+//! - `admin` — operator commands, carried out by the leader: move, split, rebalance, drain.
 //! - `wire` — conversions between client-protocol and wire types.
 //!
 //! Which link carries what: a node sends its calls, `ToRoom` and `FromRoom` frames on the link
@@ -16,8 +19,10 @@
 //! caller's outbound link; that is also how a node that is not a member yet (a joiner) gets its
 //! answer.
 
+mod admin;
 mod control;
 mod dispatch;
+mod handoff;
 mod peers;
 mod relay;
 mod wire;
@@ -32,8 +37,8 @@ use std::time::Duration;
 use dashmap::DashMap;
 use serde::Serialize;
 use starling_cluster::{
-    Call, CallReply, ClusterEndpoint, ClusterNode, ClusterNodeConfig, ClusterState, ClusterTls,
-    Frame, MemberRole, NodeInfo, PeerSender, Refusal,
+    Call, CallReply, ClusterCommand, ClusterEndpoint, ClusterNode, ClusterNodeConfig,
+    ClusterState, ClusterTls, Frame, MemberRole, NodeInfo, PeerSender, Refusal,
 };
 use starling_placement::NodeId;
 use tokio::sync::{oneshot, watch};
@@ -44,7 +49,9 @@ use tracing::{info, warn};
 use crate::error::NodeError;
 use crate::node::Node;
 
-pub(crate) use relay::{RelayActor, RelayArgs, RelayMsg};
+pub use admin::ADMIN_TIMEOUT;
+pub(crate) use handoff::{HANDOFF_TIMEOUT, Ownership, presence_from_wire, room_state_to_wire};
+pub(crate) use relay::{RelayActor, RelayArgs, RelayMsg, TakenOver};
 pub(crate) use wire::{
     info_from_wire, info_to_wire, position_from_wire, position_to_wire, publication_from_wire,
     publication_to_wire, publications_to_wire,
@@ -88,6 +95,10 @@ pub struct ClusterSettings {
     /// hears from less than a quorum of voters for half of this stops sequencing (the lease),
     /// so an isolated owner never sequences next to its replacement.
     pub failover_timeout: Duration,
+    /// Once drained (`cluster drain`), the node closes its client connections with a
+    /// reconnect advice spread evenly over this long, so they come back to the other nodes
+    /// as a trickle rather than a storm.
+    pub drain_reconnect_spread: Duration,
 }
 
 /// A running cluster runtime; [`shutdown`](Self::shutdown) stops it.
@@ -136,6 +147,28 @@ impl ClusterHandle {
     }
 }
 
+/// A shard move in [`ClusterStatus`]: in progress, or among the last finished.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HandoffStatus {
+    /// The shard.
+    pub shard: u32,
+    /// Its old owner.
+    pub from: u64,
+    /// Its new owner.
+    pub to: u64,
+    /// The map version the move was committed at.
+    pub version: u64,
+    /// Rooms the new owner received (finished moves only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rooms: Option<u32>,
+    /// Milliseconds the new owner waited for them (finished moves only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub millis: Option<u64>,
+    /// Whether every room arrived (finished moves only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub complete: Option<bool>,
+}
+
 /// One member in [`ClusterStatus`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MemberStatus {
@@ -151,6 +184,8 @@ pub struct MemberStatus {
     pub cluster_addr: String,
     /// Its client-plane address.
     pub http_addr: String,
+    /// Whether it is being drained (no rebalance gives it shards).
+    pub draining: bool,
 }
 
 /// The cluster as one node sees it: `starling cluster status` and `GET /api/cluster`.
@@ -170,6 +205,10 @@ pub struct ClusterStatus {
     pub shard_map_version: u64,
     /// Shards in the map.
     pub shard_count: u32,
+    /// Shard moves in progress.
+    pub handoffs: Vec<HandoffStatus>,
+    /// The last finished shard moves, oldest first.
+    pub recent_handoffs: Vec<HandoffStatus>,
 }
 
 /// The shared state of the cluster runtime.
@@ -194,6 +233,18 @@ pub(crate) struct Cluster {
     calls: DashMap<u64, oneshot::Sender<CallReply>>,
     next_id: AtomicU64,
     started: Instant,
+    /// The shard map this node routes and sequences by, and the shards it is taking over.
+    /// Switched by the control loop only; room creation holds the read side while it checks
+    /// ownership and enters the room in the table, so the loop's write side sees every room
+    /// it must hand off (see `handoff`).
+    serving: std::sync::RwLock<handoff::Serving>,
+    /// The serving map's version, for waiting on it.
+    serving_version: watch::Sender<u64>,
+    /// Hand-off frames, in the order they arrived, for the task that takes rooms over.
+    handoffs: tokio::sync::mpsc::UnboundedSender<(NodeId, starling_cluster::HandoffMsg)>,
+    /// Rooms this node handed to another node, and to which: unsubscribes that still reach
+    /// it are passed on.
+    handed_off: DashMap<Arc<str>, (NodeId, Instant)>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -241,7 +292,12 @@ pub async fn start_cluster(
     let state = raft.subscribe();
     let raft_handle = raft.raft().clone();
     let local_addr = endpoint.local_addr();
+    let (handoffs, handoff_frames) = tokio::sync::mpsc::unbounded_channel();
     let cluster = Arc::new(Cluster {
+        serving: std::sync::RwLock::new(handoff::Serving::default()),
+        serving_version: watch::Sender::new(0),
+        handoffs,
+        handed_off: DashMap::new(),
         node_id: settings.node_id,
         endpoint: std::sync::Mutex::new(Some(Arc::new(endpoint))),
         local_addr,
@@ -286,11 +342,49 @@ pub async fn start_cluster(
     } else {
         peers::join(&cluster, info).await?;
     }
+    tasks.push(handoff::spawn_receiver(
+        node.clone(),
+        Arc::clone(&cluster),
+        handoff_frames,
+    ));
     tasks.push(control::spawn(node.clone(), Arc::clone(&cluster)));
     Ok(ClusterHandle { cluster, tasks })
 }
 
 impl Cluster {
+    /// This node's id.
+    pub(crate) fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// Whether `room`'s shard is one this node is taking over.
+    pub(crate) fn owns_incoming(&self, room: &str) -> bool {
+        self.read_serving().ownership(room, self.node_id) == Ownership::Incoming
+    }
+
+    /// Remembers that `room` went to `to`, so unsubscribes that still reach this node follow
+    /// it.
+    pub(crate) fn remember_handoff(&self, room: Arc<str>, to: NodeId) {
+        self.handed_off.insert(room, (to, Instant::now()));
+    }
+
+    /// Proposes `command` on this node (the leader) and reports the outcome as a call answer.
+    pub(crate) async fn propose(&self, command: ClusterCommand) -> CallReply {
+        let guard = self.raft.read().await;
+        let Some(raft) = guard.as_ref() else {
+            return refused_failed("shutting down");
+        };
+        if !raft.is_leader() {
+            return CallReply::Refused(Refusal::NotLeader {
+                leader: self.leader(),
+            });
+        }
+        match raft.propose(command).await {
+            Ok(_) => CallReply::Done,
+            Err(error) => refused_failed(&error.to_string()),
+        }
+    }
+
     /// The endpoint, unless the runtime stopped.
     pub(crate) fn endpoint(&self) -> Option<Arc<ClusterEndpoint>> {
         self.endpoint
@@ -304,52 +398,44 @@ impl Cluster {
         self.state.borrow().clone()
     }
 
-    /// The current shard map version (0 before the first map).
+    /// The version of the shard map this node serves by (0 before the first map).
     pub(crate) fn map_version(&self) -> u64 {
-        self.state
-            .borrow()
-            .shard_map
-            .as_ref()
-            .map_or(0, |map| map.version())
+        *self.serving_version.borrow()
     }
 
-    /// Who owns `room` in the current map.
+    /// Who owns `room` in the map this node serves by.
     pub(crate) fn route(&self, room: &str) -> Route {
-        let state = self.state.borrow();
-        match &state.shard_map {
-            Some(map) => {
-                let owner = map.owner_of_room(room);
-                if owner == self.node_id {
-                    Route::Local
-                } else {
-                    Route::Remote {
-                        owner,
-                        version: map.version(),
-                    }
-                }
-            }
-            // Before the first map (a joiner catching up) everything waits for one.
-            None => Route::Remote {
-                owner: self.node_id,
-                version: 0,
-            },
-        }
+        self.read_serving().route(room, self.node_id)
     }
 
-    /// Whether this node owns `room` in its current map.
+    /// Whether this node owns `room` in the map it serves by (a shard it is still taking over
+    /// counts: its requests wait for the hand-off).
     pub(crate) fn owns(&self, room: &str) -> bool {
         self.route(room) == Route::Local
     }
 
-    /// Waits (bounded) until the local map has at least `version`.
+    /// The serving view, read-locked. Held only for lookups, never across an `.await`.
+    pub(crate) fn read_serving(&self) -> std::sync::RwLockReadGuard<'_, handoff::Serving> {
+        self.serving
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Waits (bounded) until the serving map has at least `version`.
     pub(crate) async fn wait_for_map(&self, version: u64) {
-        let mut state = self.state.clone();
-        let reached = state.wait_for(|s| {
-            s.shard_map
-                .as_ref()
-                .is_some_and(|map| map.version() >= version)
-        });
+        let mut served = self.serving_version.subscribe();
+        let reached = served.wait_for(|&v| v >= version);
         let _ = tokio::time::timeout(Duration::from_secs(2), reached).await;
+    }
+
+    /// Queues `frame` on the outbound link to `peer`, waiting while the queue is full: for
+    /// frames that must not be dropped (hand-offs). False when there is no link.
+    pub(crate) async fn send_reliably(&self, peer: NodeId, frame: Frame) -> bool {
+        let sender = self.peers.get(&peer).map(|s| s.clone());
+        match sender {
+            Some(sender) => sender.send(frame).await.is_ok(),
+            None => false,
+        }
     }
 
     /// The other members that answer now.
@@ -416,6 +502,16 @@ impl Cluster {
 
     /// Calls `peer` and waits for its answer.
     pub(crate) async fn call(&self, peer: NodeId, call: Call) -> Result<CallReply, NodeError> {
+        self.call_within(peer, call, CALL_TIMEOUT).await
+    }
+
+    /// Calls `peer` and waits up to `timeout` for its answer.
+    pub(crate) async fn call_within(
+        &self,
+        peer: NodeId,
+        call: Call,
+        timeout: Duration,
+    ) -> Result<CallReply, NodeError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.calls.insert(id, tx);
@@ -424,7 +520,7 @@ impl Cluster {
             self.calls.remove(&id);
             return Err(NodeError::PeerUnavailable { node: peer.0 });
         }
-        match tokio::time::timeout(CALL_TIMEOUT, rx).await {
+        match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(reply)) => Ok(reply),
             _ => {
                 self.calls.remove(&id);
@@ -460,6 +556,33 @@ impl Cluster {
                 shards: counts.get(id).copied().unwrap_or(0),
                 cluster_addr: member.addr.to_string(),
                 http_addr: member.http_addr.clone(),
+                draining: state.draining.contains(id),
+            })
+            .collect();
+        let handoffs = state
+            .handoffs
+            .iter()
+            .map(|(shard, h)| HandoffStatus {
+                shard: shard.0,
+                from: h.from.0,
+                to: h.to.0,
+                version: h.version,
+                rooms: None,
+                millis: None,
+                complete: None,
+            })
+            .collect();
+        let recent_handoffs = state
+            .recent_handoffs
+            .iter()
+            .map(|r| HandoffStatus {
+                shard: r.shard.0,
+                from: r.handoff.from.0,
+                to: r.handoff.to.0,
+                version: r.handoff.version,
+                rooms: Some(r.rooms),
+                millis: Some(r.millis),
+                complete: Some(r.complete),
             })
             .collect();
         ClusterStatus {
@@ -469,6 +592,8 @@ impl Cluster {
             members,
             shard_map_version: state.shard_map.as_ref().map_or(0, |m| m.version()),
             shard_count: state.shard_map.as_ref().map_or(0, |m| m.shard_count()),
+            handoffs,
+            recent_handoffs,
         }
     }
 
@@ -619,6 +744,40 @@ impl Node {
                         reply => return Ok(Some(reply)),
                     }
                 }
+            }
+        }
+        Err(NodeError::Cluster {
+            reason: format!("no owner found for room {room}"),
+        })
+    }
+
+    /// Runs a room operation where the room's owner is: `remote` reads the owner's answer to
+    /// the call `make` builds (given the map version), `local` runs it here when this node
+    /// owns the room. A local attempt refused because the shard moved meanwhile is routed
+    /// again.
+    pub(crate) async fn at_owner<T, L, Fut>(
+        &self,
+        room: &str,
+        make: impl Fn(u64) -> Call,
+        mut local: L,
+        remote: impl FnOnce(CallReply) -> Result<T, NodeError>,
+    ) -> Result<T, NodeError>
+    where
+        L: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, NodeError>>,
+    {
+        for _ in 0..ROUTE_ATTEMPTS {
+            match self.call_owner(room, &make).await? {
+                Some(reply) => return remote(reply),
+                None => match local().await {
+                    Err(NodeError::StaleRoute { map_version }) => {
+                        if let Some(cluster) = self.cluster() {
+                            self.await_map_change(cluster, cluster.map_version(), map_version)
+                                .await;
+                        }
+                    }
+                    other => return other,
+                },
             }
         }
         Err(NodeError::Cluster {

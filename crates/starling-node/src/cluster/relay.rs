@@ -1,36 +1,44 @@
 //! `RelayActor`: this node's face of a room owned by another node.
 //!
-//! It holds the room's local subscribers and the last stream position it has passed on. Every
-//! local subscribe goes to the owner (`ToRoom::Subscribe`), which answers in the room's own
-//! order on its link to this node (`FromRoom::Subscribed`), so the relay adds the subscriber
-//! exactly between the publications the answer already covers and those it does not. The
-//! owner counts this node in while it has subscribers here, and sends each publication once
-//! to this node however many local subscribers share it; the relay encodes it once per wire
-//! encoding and queues the bytes for each of them.
+//! It holds the room's local subscribers and its place in the room's stream. Every local
+//! subscribe goes to the owner (`ToRoom::Subscribe`), which answers in the room's own order on
+//! its link to this node (`FromRoom::Subscribed`), so the relay adds the subscriber exactly
+//! between the publications the answer already covers and those it does not. The owner counts
+//! this node in while it has subscribers here, and sends each publication once to this node
+//! however many local subscribers share it; the relay encodes it once per wire encoding and
+//! queues the bytes for each of them.
 //!
-//! Offsets are checked: a publication more than one past the last one seen means frames were
-//! lost (a full link queue), and the relay fills the gap from the owner's history before going
-//! on. When the owner stops serving the room (its shard moved, or it died and the map gave the
-//! shard to another node) every local subscriber gets an unsubscribe push with code 2500, on
-//! which the SDKs resubscribe, with recovery, through whichever node owns the room now.
+//! The order is kept by a [`RelayCursor`]: frames are taken from the node the relay follows,
+//! offsets are checked (a gap — a copy lost on a full link — is filled from the owner's
+//! history first), and when the room's shard moves the old owner's last frame,
+//! `FromRoom::Moved`, hands the relay to the new owner, whose frames were held until then.
+//! Subscribers notice nothing. Only when no `Moved` can come (the old owner died, or did not
+//! send it within [`HANDOFF_TIMEOUT`]) are they sent to resubscribe with code 2500, which the
+//! SDKs do with recovery, through whichever node owns the room now. When the room moves to
+//! *this* node, the new room actor takes the relay's subscribers over (`Absorb`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use starling_cluster::{Call, CallReply, Frame, FromRoom, Refusal, ToRoom};
+use starling_cluster::{CallReply, Frame, FromRoom, Refusal, ToRoom, WirePosition};
 use starling_placement::NodeId;
-use starling_protocol::{Join, Leave, Publication, Push, StreamPosition, SubscribeResult};
-use tracing::{debug, warn};
+use starling_protocol::{ClientInfo, Join, Leave, Publication, Push, StreamPosition, SubscribeResult};
+use starling_room::{RelayCursor, RelayFrame, RelayStep};
+use tracing::{debug, info, warn};
 
 use super::{
-    CALL_TIMEOUT, info_from_wire, info_to_wire, position_from_wire, position_to_wire,
-    publication_from_wire, unexpected,
+    CALL_TIMEOUT, HANDOFF_TIMEOUT, info_from_wire, info_to_wire, position_from_wire,
+    position_to_wire, publication_from_wire, unexpected,
 };
 use crate::error::NodeError;
 use crate::node::Node;
-use crate::room_actor::{SubscribeParams, Subscriber, announce_to, fan_out_local};
+use crate::room_actor::{RoomMsg, SubscribeParams, Subscriber, announce_to, fan_out_local};
+
+/// Frames from a room's next owner a relay holds while the old owner's last ones are on their
+/// way; past this the hand-off is given up and the subscribers resubscribe.
+const MAX_HELD: usize = 10_000;
 
 /// Messages a [`RelayActor`] handles.
 #[derive(Debug)]
@@ -45,11 +53,18 @@ pub(crate) enum RelayMsg {
         client_id: Arc<str>,
         notify: Option<starling_protocol::UnsubscribeCode>,
     },
-    /// The owner's message, in the order it sent them.
-    FromRoom(FromRoom),
+    /// A room owner's message, in the order node `from` sent them.
+    FromRoom { from: NodeId, msg: FromRoom },
     /// Subscribe request `req` got no answer in time.
     Expire(u64),
-    /// The room's owner changed or went away: send everyone to resubscribe, then stop.
+    /// The serving map gives the room to `owner`. With `handoff`, the old owner is alive and
+    /// will send its `Moved`; without, nobody will.
+    Follow { owner: NodeId, handoff: bool },
+    /// Timer: the hand-off the relay waits for did not finish in time.
+    FollowTimeout,
+    /// This node owns the room now: hand the subscribers to `room` and stop.
+    Absorb { room: ActorRef<RoomMsg> },
+    /// The room's owner went away: send everyone to resubscribe, then stop.
     Close,
     /// How many local connections are subscribed.
     SubscriberCount { reply: RpcReplyPort<usize> },
@@ -57,10 +72,20 @@ pub(crate) enum RelayMsg {
 
 pub(crate) struct RelayActor;
 
+/// The local subscribers of a room this node just handed away, for the relay that keeps
+/// serving them.
+pub(crate) struct TakenOver {
+    pub(crate) subscribers: HashMap<Arc<str>, Subscriber>,
+    /// The last offset they were sent.
+    pub(crate) last: u64,
+    pub(crate) epoch: String,
+}
+
 pub(crate) struct RelayArgs {
     pub(crate) name: Arc<str>,
     pub(crate) owner: NodeId,
     pub(crate) node: Node,
+    pub(crate) taken_over: Option<TakenOver>,
 }
 
 struct Pending {
@@ -69,15 +94,33 @@ struct Pending {
     timer: tokio::task::AbortHandle,
 }
 
+/// What the cursor carries from an owner frame to the step that passes it on.
+enum Held {
+    Publication(Publication),
+    Join(ClientInfo),
+    Leave(ClientInfo),
+    Subscribed {
+        req: u64,
+        position: WirePosition,
+        recovered: bool,
+        publications: Vec<starling_cluster::WirePublication>,
+    },
+}
+
 pub(crate) struct RelayState {
     name: Arc<str>,
-    owner: NodeId,
     node: Node,
+    /// Where subscribes, unsubscribes and history calls go: the room's owner in the map this
+    /// node serves by. The cursor may still follow the previous owner.
+    target: NodeId,
+    cursor: RelayCursor<NodeId, Held>,
+    /// The room's epoch, from the answers (or the hand-off).
+    epoch: Option<String>,
     subscribers: HashMap<Arc<str>, Subscriber>,
     pending: HashMap<u64, Pending>,
-    /// The last position passed on (or learnt from a subscribe answer).
-    position: Option<StreamPosition>,
     next_req: u64,
+    /// While waiting for a `Moved` (or to be absorbed).
+    follow_timer: Option<tokio::task::AbortHandle>,
 }
 
 impl Actor for RelayActor {
@@ -90,14 +133,29 @@ impl Actor for RelayActor {
         _myself: ActorRef<RelayMsg>,
         args: RelayArgs,
     ) -> Result<RelayState, ActorProcessingErr> {
+        let (cursor, epoch, subscribers) = match args.taken_over {
+            Some(taken) => {
+                if !taken.subscribers.is_empty() {
+                    args.node.metrics().channel_active(true);
+                }
+                (
+                    RelayCursor::at(args.owner, taken.last, MAX_HELD),
+                    Some(taken.epoch),
+                    taken.subscribers,
+                )
+            }
+            None => (RelayCursor::new(args.owner, MAX_HELD), None, HashMap::new()),
+        };
         Ok(RelayState {
             name: args.name,
-            owner: args.owner,
+            target: args.owner,
             node: args.node,
-            subscribers: HashMap::new(),
+            cursor,
+            epoch,
+            subscribers,
             pending: HashMap::new(),
-            position: None,
             next_req: 1,
+            follow_timer: None,
         })
     }
 
@@ -107,10 +165,13 @@ impl Actor for RelayActor {
         state: &mut RelayState,
     ) -> Result<(), ActorProcessingErr> {
         state.node.forget_relay(&state.name, &myself);
+        if let Some(timer) = state.follow_timer.take() {
+            timer.abort();
+        }
         for (_, pending) in state.pending.drain() {
             pending.timer.abort();
             let _ = pending.reply.send(Err(NodeError::PeerUnavailable {
-                node: state.owner.0,
+                node: state.target.0,
             }));
         }
         let removed = state.subscribers.len() as u64;
@@ -132,17 +193,38 @@ impl Actor for RelayActor {
             RelayMsg::Unsubscribe { client_id, notify } => {
                 state.unsubscribe(&client_id, notify);
             }
-            RelayMsg::FromRoom(msg) => state.on_owner_message(&myself, msg).await,
+            RelayMsg::FromRoom { from, msg } => {
+                if state.on_owner_message(&myself, from, msg).await {
+                    return Ok(());
+                }
+            }
             RelayMsg::Expire(req) => {
                 if let Some(pending) = state.pending.remove(&req) {
-                    warn!(room = %state.name, owner = %state.owner, "subscribe unanswered");
+                    warn!(room = %state.name, owner = %state.target, "subscribe unanswered");
                     let _ = pending.reply.send(Err(NodeError::PeerUnavailable {
-                        node: state.owner.0,
+                        node: state.target.0,
                     }));
                 }
             }
             RelayMsg::SubscriberCount { reply } => {
                 let _ = reply.send(state.subscribers.len());
+            }
+            RelayMsg::Follow { owner, handoff } => state.follow(&myself, owner, handoff),
+            RelayMsg::FollowTimeout => {
+                state.follow_timer = None;
+                if state.cursor.owner() != state.target {
+                    warn!(
+                        room = %state.name,
+                        from = %state.cursor.owner(),
+                        to = %state.target,
+                        "room's hand-off not seen in time; subscribers resubscribe"
+                    );
+                    state.restart();
+                }
+            }
+            RelayMsg::Absorb { room } => {
+                state.absorb(&myself, &room);
+                return Ok(());
             }
             RelayMsg::Close => {
                 state.close(&myself);
@@ -150,7 +232,8 @@ impl Actor for RelayActor {
                 return Ok(());
             }
         }
-        if state.subscribers.is_empty() && state.pending.is_empty() {
+        let waiting = state.follow_timer.is_some();
+        if state.subscribers.is_empty() && state.pending.is_empty() && !waiting {
             // Take the name off the table first, so no new subscriber finds a stopping relay.
             state.node.forget_relay(&state.name, &myself);
             myself.stop(None);
@@ -167,7 +250,9 @@ impl RelayState {
         reply: RpcReplyPort<Result<SubscribeResult, NodeError>>,
     ) {
         let Some(cluster) = self.node.cluster() else {
-            let _ = reply.send(Err(NodeError::PeerUnavailable { node: self.owner.0 }));
+            let _ = reply.send(Err(NodeError::PeerUnavailable {
+                node: self.target.0,
+            }));
             return;
         };
         let req = self.next_req;
@@ -189,8 +274,10 @@ impl RelayState {
             room: self.name.to_string(),
             msg,
         };
-        if !cluster.send(self.owner, frame) {
-            let _ = reply.send(Err(NodeError::PeerUnavailable { node: self.owner.0 }));
+        if !cluster.send(self.target, frame) {
+            let _ = reply.send(Err(NodeError::PeerUnavailable {
+                node: self.target.0,
+            }));
             return;
         }
         let timer = myself
@@ -218,84 +305,43 @@ impl RelayState {
             let push = code.push(self.name.to_string());
             crate::room_actor::queue_to(&self.node, &self.name, &subscriber, &push, "unsubscribe");
         }
-        if let Some(cluster) = self.node.cluster() {
+        let Some(cluster) = self.node.cluster() else {
+            return;
+        };
+        // While a hand-off is under way both owners hear it: the old one passes it on if the
+        // room has left it already, the new one holds it until the room's state arrives.
+        let mut owners = vec![self.target];
+        if self.cursor.owner() != self.target {
+            owners.push(self.cursor.owner());
+        }
+        for owner in owners {
+            if owner == cluster.node_id() {
+                continue;
+            }
             let frame = Frame::ToRoom {
                 room: self.name.to_string(),
                 msg: ToRoom::Unsubscribe {
                     client: client_id.to_string(),
                 },
             };
-            if !cluster.send(self.owner, frame) {
+            if !cluster.send(owner, frame) {
                 // The owner is unreachable; when it is declared dead its presence entries for
                 // this node go with it.
-                debug!(room = %self.name, "unsubscribe not sent: no link to the owner");
+                debug!(room = %self.name, %owner, "unsubscribe not sent: no link to the owner");
             }
         }
     }
 
-    async fn on_owner_message(&mut self, myself: &ActorRef<RelayMsg>, msg: FromRoom) {
-        match msg {
-            FromRoom::Subscribed {
-                req,
-                position,
-                recovered,
-                publications,
-            } => {
-                let Some(pending) = self.pending.remove(&req) else {
-                    return;
-                };
-                pending.timer.abort();
-                let position = position_from_wire(position);
-                let params = *pending.params;
-                let mut result = SubscribeResult {
-                    recoverable: params.recoverable,
-                    positioned: params.positioned || params.recoverable,
-                    data: params.data.clone(),
-                    expires: params.expires_in.is_some(),
-                    ttl: params.expires_in.unwrap_or(0),
-                    ..SubscribeResult::default()
-                };
-                if result.positioned {
-                    result.offset = position.offset;
-                    result.epoch = position.epoch.clone();
-                }
-                if params.recover_from.is_some() && params.recoverable {
-                    result.was_recovering = true;
-                    result.recovered = recovered;
-                    result.publications = publications
-                        .into_iter()
-                        .map(publication_from_wire)
-                        .collect();
-                }
-                announce_to(
-                    &self.node,
-                    &self.name,
-                    &params.subscriber,
-                    params.announce,
-                    &result,
-                );
-                if self.subscribers.is_empty() {
-                    self.node.metrics().channel_active(true);
-                }
-                if self
-                    .subscribers
-                    .insert(params.client_id.clone(), params.subscriber)
-                    .is_none()
-                {
-                    self.node.metrics().subscriptions_added(1);
-                }
-                // In the owner's order, this answer comes after every publication up to
-                // `position`: from here on the relay expects the next offset.
-                let behind = self
-                    .position
-                    .as_ref()
-                    .is_none_or(|p| p.epoch != position.epoch || p.offset < position.offset);
-                if behind {
-                    self.position = Some(position);
-                }
-                let _ = pending.reply.send(Ok(result));
-            }
+    /// Handles one frame from node `from`; true when the relay stopped.
+    async fn on_owner_message(
+        &mut self,
+        myself: &ActorRef<RelayMsg>,
+        from: NodeId,
+        msg: FromRoom,
+    ) -> bool {
+        let frame = match msg {
             FromRoom::Refused { req, refusal } => {
+                // Answers are paired by request id, whoever sends them.
                 if let Some(pending) = self.pending.remove(&req) {
                     pending.timer.abort();
                     let error = match refusal {
@@ -304,102 +350,263 @@ impl RelayState {
                     };
                     let _ = pending.reply.send(Err(error));
                 }
-            }
-            FromRoom::Publication(publication) => {
-                let publication = publication_from_wire(publication);
-                self.on_publication(publication).await;
-            }
-            FromRoom::Join(info) => {
-                let push = Push {
-                    channel: self.name.to_string(),
-                    join: Some(Join {
-                        info: Some(info_from_wire(info)),
-                    }),
-                    ..Push::default()
-                };
-                fan_out_local(&self.node, &self.name, self.subscribers.values(), push);
-            }
-            FromRoom::Leave(info) => {
-                let push = Push {
-                    channel: self.name.to_string(),
-                    leave: Some(Leave {
-                        info: Some(info_from_wire(info)),
-                    }),
-                    ..Push::default()
-                };
-                fan_out_local(&self.node, &self.name, self.subscribers.values(), push);
+                return false;
             }
             FromRoom::Closed => {
-                self.close(myself);
-                myself.stop(None);
-            }
-        }
-    }
-
-    async fn on_publication(&mut self, publication: Publication) {
-        match arrival(self.position.as_ref(), publication.offset) {
-            Arrival::Unsequenced => {}
-            Arrival::Unwanted | Arrival::Duplicate => return,
-            Arrival::Next => {}
-            Arrival::Gap => {
-                if let Some(position) = self.position.clone() {
-                    self.fill_gap(&position, publication.offset).await;
+                if from == self.cursor.owner() {
+                    self.close(myself);
+                    myself.stop(None);
+                    return true;
                 }
+                return false;
+            }
+            FromRoom::Subscribed {
+                req,
+                position,
+                recovered,
+                publications,
+            } => RelayFrame::Answer {
+                offset: position.offset,
+                item: Held::Subscribed {
+                    req,
+                    position,
+                    recovered,
+                    publications,
+                },
+            },
+            FromRoom::Publication(publication) => RelayFrame::Item {
+                offset: publication.offset,
+                item: Held::Publication(publication_from_wire(publication)),
+            },
+            FromRoom::Join(info) => RelayFrame::Item {
+                offset: 0,
+                item: Held::Join(info_from_wire(info)),
+            },
+            FromRoom::Leave(info) => RelayFrame::Item {
+                offset: 0,
+                item: Held::Leave(info_from_wire(info)),
+            },
+            FromRoom::Moved { to } => RelayFrame::Moved { to },
+        };
+        let before = self.cursor.owner();
+        let mut steps = Vec::new();
+        if self.cursor.receive(from, frame, &mut steps).is_err() {
+            warn!(room = %self.name, held = MAX_HELD, "too many frames held for a hand-off");
+            self.restart();
+            return false;
+        }
+        for step in steps {
+            match step {
+                RelayStep::Deliver(held) => self.deliver(held),
+                RelayStep::Answer(held) => self.answered(held),
+                RelayStep::Fill { after, upto } => self.fill_gap(after, upto).await,
             }
         }
-        if publication.offset > 0
-            && let Some(p) = self.position.as_mut()
-        {
-            p.offset = publication.offset;
+        if self.cursor.owner() != before {
+            info!(room = %self.name, from = %before, to = %self.cursor.owner(), "relay follows the room's new owner");
+            self.node.metrics().relay_followed();
+            if self.cursor.owner() == self.target
+                && let Some(timer) = self.follow_timer.take()
+            {
+                timer.abort();
+            }
         }
-        self.deliver(publication);
+        false
     }
 
-    /// Fetches the publications after `from` and before `upto` from the owner's history and
-    /// passes them on.
-    async fn fill_gap(&mut self, from: &StreamPosition, upto: u64) {
-        let Some(cluster) = self.node.cluster() else {
+    fn answered(&mut self, held: Held) {
+        let Held::Subscribed {
+            req,
+            position,
+            recovered,
+            publications,
+        } = held
+        else {
             return;
         };
-        let missing = upto - from.offset - 1;
+        let Some(pending) = self.pending.remove(&req) else {
+            return;
+        };
+        pending.timer.abort();
+        let position = position_from_wire(position);
+        if self.epoch.as_ref().is_some_and(|e| *e != position.epoch) {
+            // The room restarted (a failover): subscribers from the old stream resubscribe.
+            self.resubscribe_all();
+        }
+        self.epoch = Some(position.epoch.clone());
+        let params = *pending.params;
+        let mut result = SubscribeResult {
+            recoverable: params.recoverable,
+            positioned: params.positioned || params.recoverable,
+            data: params.data.clone(),
+            expires: params.expires_in.is_some(),
+            ttl: params.expires_in.unwrap_or(0),
+            ..SubscribeResult::default()
+        };
+        if result.positioned {
+            result.offset = position.offset;
+            result.epoch = position.epoch.clone();
+        }
+        if params.recover_from.is_some() && params.recoverable {
+            result.was_recovering = true;
+            result.recovered = recovered;
+            result.publications = publications
+                .into_iter()
+                .map(publication_from_wire)
+                .collect();
+        }
+        announce_to(
+            &self.node,
+            &self.name,
+            &params.subscriber,
+            params.announce,
+            &result,
+        );
+        if self.subscribers.is_empty() {
+            self.node.metrics().channel_active(true);
+        }
+        if self
+            .subscribers
+            .insert(params.client_id.clone(), params.subscriber)
+            .is_none()
+        {
+            self.node.metrics().subscriptions_added(1);
+        }
+        let _ = pending.reply.send(Ok(result));
+    }
+
+    fn deliver(&self, held: Held) {
+        let push = match held {
+            Held::Publication(publication) => Push {
+                channel: self.name.to_string(),
+                r#pub: Some(publication),
+                ..Push::default()
+            },
+            Held::Join(info) => Push {
+                channel: self.name.to_string(),
+                join: Some(Join { info: Some(info) }),
+                ..Push::default()
+            },
+            Held::Leave(info) => Push {
+                channel: self.name.to_string(),
+                leave: Some(Leave { info: Some(info) }),
+                ..Push::default()
+            },
+            Held::Subscribed { .. } => return,
+        };
+        fan_out_local(&self.node, &self.name, self.subscribers.values(), push);
+    }
+
+    /// Fetches the publications after offset `after` and before `upto` from the owner's
+    /// history and passes them on.
+    async fn fill_gap(&mut self, after: u64, upto: u64) {
+        let missing = upto - after - 1;
         self.node.metrics().relay_gap_filled();
-        warn!(room = %self.name, after = from.offset, missing, "offset gap; filling from history");
-        let call = Call::History {
-            map_version: cluster.map_version(),
-            room: self.name.to_string(),
-            since: Some(position_to_wire(from)),
+        warn!(room = %self.name, after, missing, "offset gap; filling from history");
+        let since = self.epoch.clone().map(|epoch| StreamPosition {
+            offset: after,
+            epoch,
+        });
+        let query = starling_room::HistoryQuery {
+            since,
             limit: i32::try_from(missing).unwrap_or(i32::MAX),
             reverse: false,
         };
-        let reply = tokio::time::timeout(
-            CALL_TIMEOUT + Duration::from_secs(1),
-            cluster.call(self.owner, call),
-        )
-        .await;
-        match reply {
-            Ok(Ok(CallReply::History { publications, .. })) => {
-                for publication in publications.into_iter().map(publication_from_wire) {
-                    if publication.offset > from.offset && publication.offset < upto {
-                        self.deliver(publication);
+        // Routed like any history call, so it reaches whichever node owns the room now; but
+        // never this node's own room, which may be waiting for this relay's subscribers.
+        let history = if self.node.cluster().is_some_and(|c| c.owns(&self.name)) {
+            Err(NodeError::RoomUnavailable {
+                room: self.name.to_string(),
+            })
+        } else {
+            tokio::time::timeout(
+                CALL_TIMEOUT + Duration::from_secs(1),
+                self.node.history(&self.name, query),
+            )
+            .await
+            .unwrap_or(Err(NodeError::PeerUnavailable {
+                node: self.target.0,
+            }))
+        };
+        match history {
+            Ok(page) => {
+                for publication in page.publications {
+                    if publication.offset > after && publication.offset < upto {
+                        self.deliver(Held::Publication(Publication::clone(&publication)));
                     }
                 }
             }
-            other => {
+            Err(error) => {
                 // The history no longer reaches back (or the owner is gone): subscribers
                 // resubscribe and learn from the owner whether they recovered.
-                warn!(room = %self.name, ?other, "cannot fill gap; resubscribing subscribers");
+                warn!(room = %self.name, %error, "cannot fill gap; resubscribing subscribers");
                 self.resubscribe_all();
             }
         }
     }
 
-    fn deliver(&self, publication: Publication) {
-        let push = Push {
-            channel: self.name.to_string(),
-            r#pub: Some(publication),
-            ..Push::default()
-        };
-        fan_out_local(&self.node, &self.name, self.subscribers.values(), push);
+    /// The serving map gives the room to `owner`.
+    fn follow(&mut self, myself: &ActorRef<RelayMsg>, owner: NodeId, handoff: bool) {
+        self.target = owner;
+        if owner == self.cursor.owner() {
+            if let Some(timer) = self.follow_timer.take() {
+                timer.abort();
+            }
+            return;
+        }
+        if !handoff {
+            // No `Moved` will come; the room starts over on its new owner.
+            info!(room = %self.name, from = %self.cursor.owner(), to = %owner, "room's owner gone; subscribers resubscribe");
+            self.restart();
+            return;
+        }
+        if self.follow_timer.is_none() {
+            self.follow_timer = Some(
+                myself
+                    .send_after(HANDOFF_TIMEOUT, || RelayMsg::FollowTimeout)
+                    .abort_handle(),
+            );
+        }
+    }
+
+    /// Hands the subscribers to `room` (this node owns the room now) and stops.
+    fn absorb(&mut self, myself: &ActorRef<RelayMsg>, room: &ActorRef<RoomMsg>) {
+        let map_version = self.node.cluster().map_or(0, |c| c.map_version());
+        for (_, pending) in self.pending.drain() {
+            pending.timer.abort();
+            // Routed again, to the room on this node.
+            let _ = pending.reply.send(Err(NodeError::StaleRoute { map_version }));
+        }
+        let subscribers: Vec<(Arc<str>, Subscriber)> = self.subscribers.drain().collect();
+        if !subscribers.is_empty() {
+            self.node.metrics().channel_active(false);
+        }
+        let count = subscribers.len();
+        // Its subscription counts move with them: the room does not count them again.
+        if room
+            .send_message(RoomMsg::Adopt {
+                subscribers,
+                last: self.cursor.last(),
+            })
+            .is_err()
+        {
+            warn!(room = %self.name, count, "room stopped before taking the relay's subscribers");
+            self.node.metrics().subscriptions_removed(count as u64);
+        }
+        debug!(room = %self.name, count, "relay absorbed by the room");
+        self.node.forget_relay(&self.name, myself);
+        myself.stop(None);
+    }
+
+    /// Gives up on the stream: subscribers resubscribe, and the relay follows its target
+    /// afresh.
+    fn restart(&mut self) {
+        self.resubscribe_all();
+        self.cursor.reset(self.target);
+        self.epoch = None;
+        if let Some(timer) = self.follow_timer.take() {
+            timer.abort();
+        }
     }
 
     /// Tells every local subscriber to resubscribe (2500) and forgets them.
@@ -412,71 +619,17 @@ impl RelayState {
             self.node.metrics().subscriptions_removed(count);
             self.node.metrics().channel_active(false);
         }
-        self.position = None;
     }
 
     fn close(&mut self, myself: &ActorRef<RelayMsg>) {
-        debug!(room = %self.name, owner = %self.owner, "relay closing");
+        debug!(room = %self.name, owner = %self.target, "relay closing");
         self.node.forget_relay(&self.name, myself);
         self.resubscribe_all();
         for (_, pending) in self.pending.drain() {
             pending.timer.abort();
-            let _ = pending
-                .reply
-                .send(Err(NodeError::PeerUnavailable { node: self.owner.0 }));
+            let _ = pending.reply.send(Err(NodeError::PeerUnavailable {
+                node: self.target.0,
+            }));
         }
-    }
-}
-
-/// What a relay does with a publication at `offset`, given the last position it passed on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Arrival {
-    /// No offset (it skipped history): pass it on unchecked.
-    Unsequenced,
-    /// No subscriber has been answered yet, so nobody here needs it.
-    Unwanted,
-    /// At or before the last offset passed on: already delivered (or covered by a subscribe
-    /// answer).
-    Duplicate,
-    /// The next offset: pass it on.
-    Next,
-    /// Past the next offset: publications were lost on the way; fill from history first.
-    Gap,
-}
-
-fn arrival(position: Option<&StreamPosition>, offset: u64) -> Arrival {
-    if offset == 0 {
-        return Arrival::Unsequenced;
-    }
-    let Some(position) = position else {
-        return Arrival::Unwanted;
-    };
-    if offset <= position.offset {
-        Arrival::Duplicate
-    } else if offset == position.offset + 1 {
-        Arrival::Next
-    } else {
-        Arrival::Gap
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn offsets_are_checked_against_the_last_one_passed_on() {
-        let at = |offset| StreamPosition {
-            offset,
-            epoch: "e".into(),
-        };
-        assert_eq!(arrival(Some(&at(5)), 0), Arrival::Unsequenced);
-        assert_eq!(arrival(None, 0), Arrival::Unsequenced);
-        assert_eq!(arrival(None, 7), Arrival::Unwanted);
-        assert_eq!(arrival(Some(&at(5)), 4), Arrival::Duplicate);
-        assert_eq!(arrival(Some(&at(5)), 5), Arrival::Duplicate);
-        assert_eq!(arrival(Some(&at(5)), 6), Arrival::Next);
-        assert_eq!(arrival(Some(&at(5)), 8), Arrival::Gap);
-        assert_eq!(arrival(Some(&at(0)), 1), Arrival::Next);
     }
 }
