@@ -48,6 +48,7 @@ impl TestCluster {
     /// Starts `n` nodes configured by `config_toml`: node 1 initializes the cluster, the others
     /// join through it; returns once every member sees every other alive and owning shards.
     pub async fn start(n: usize, config_toml: &str) -> anyhow::Result<TestCluster> {
+        crate::init_logs();
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
             "starling-cluster-{}-{}",

@@ -4,6 +4,7 @@
 //! and friends mint the tokens clients present; [`eventually`] waits on a condition with a
 //! deadline (tests never sleep to synchronise).
 
+pub mod checker;
 pub mod cluster;
 pub mod proxy;
 use std::future::Future;
@@ -242,4 +243,15 @@ pub async fn next_pub(
         }
     })
     .await
+}
+
+/// Sends the nodes' logs to the test output when `STARLING_TEST_LOG` holds a filter (for
+/// example `STARLING_TEST_LOG=starling_node=debug`); silent otherwise.
+pub fn init_logs() {
+    if let Ok(filter) = std::env::var("STARLING_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
 }

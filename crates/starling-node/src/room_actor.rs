@@ -6,8 +6,8 @@
 //! no subscribers and no history left).
 //!
 //! A room of a shard this node is taking over starts *awaiting*: it holds every message until
-//! the old owner's state arrives (`Resume`, then `Adopt` of the local relay's subscribers) or
-//! the hand-off ends without one (`Fresh`), then handles them in order. On the old owner,
+//! the old owner's state arrives (`Resume`, taking over the local relay's subscribers) or the
+//! hand-off ends without one (`Fresh`), then handles them in order. On the old owner,
 //! `HandOff` ships the state and turns the local subscribers into a relay (see
 //! `cluster::handoff`).
 //!
@@ -157,11 +157,6 @@ pub(crate) enum RoomMsg {
         state: Box<WireRoomState>,
         relay: Option<ActorRef<RelayMsg>>,
     },
-    /// The local relay's subscribers, and the last offset it passed on to them.
-    Adopt {
-        subscribers: Vec<(Arc<str>, Subscriber)>,
-        last: Option<u64>,
-    },
     /// The hand-off ended without a state for this room: it starts afresh.
     Fresh,
     /// Timer: waited too long for a state or for the relay's subscribers.
@@ -174,11 +169,6 @@ enum Mode {
     /// Created for a shard this node is taking over: messages are held until the state
     /// arrives or the hand-off ends without one.
     Awaiting {
-        held: Vec<RoomMsg>,
-        timer: Option<tokio::task::AbortHandle>,
-    },
-    /// The state arrived; the local relay's subscribers are on their way.
-    Adopting {
         held: Vec<RoomMsg>,
         timer: Option<tokio::task::AbortHandle>,
     },
@@ -286,22 +276,26 @@ impl Actor for RoomActor {
     ) -> Result<(), ActorProcessingErr> {
         let now = unix_now_ms();
         let held = match msg {
-            RoomMsg::Resume { state: wire, relay } => state.resume(&myself, *wire, relay),
-            RoomMsg::Adopt { subscribers, last } => state.adopt(subscribers, last),
+            RoomMsg::Resume { state: wire, relay } => state.resume(*wire, relay).await,
             RoomMsg::Fresh => match state.mode {
-                Mode::Awaiting { .. } => state.become_ready(),
-                _ => Vec::new(),
+                Mode::Awaiting { .. } => {
+                    // No state came for this room: a relay here that waited to become it has
+                    // nothing to hand over, and its subscribers resubscribe.
+                    if let Some(relay) = state.node.relay_actor(&state.name) {
+                        let _ = relay.send_message(RelayMsg::Close);
+                    }
+                    state.become_ready()
+                }
+                Mode::Ready => Vec::new(),
             },
             RoomMsg::AwaitTimeout => {
                 if !matches!(state.mode, Mode::Ready) {
                     warn!(room = %state.name, "hand-off not finished in time; serving anyway");
-                    state.forget_adopting();
                 }
                 state.become_ready()
             }
             other if !matches!(state.mode, Mode::Ready) => {
-                if let Mode::Awaiting { held, .. } | Mode::Adopting { held, .. } = &mut state.mode
-                {
+                if let Mode::Awaiting { held, .. } = &mut state.mode {
                     held.push(other);
                 }
                 return Ok(());
@@ -420,10 +414,7 @@ impl RoomState {
                 return Flow::Stop;
             }
             // Only an awaiting room takes these; `handle` answers them before this.
-            RoomMsg::Resume { .. }
-            | RoomMsg::Adopt { .. }
-            | RoomMsg::Fresh
-            | RoomMsg::AwaitTimeout => {}
+            RoomMsg::Resume { .. } | RoomMsg::Fresh | RoomMsg::AwaitTimeout => {}
         }
         Flow::Continue
     }
@@ -675,11 +666,10 @@ impl RoomState {
         true
     }
 
-    /// Takes the state a room's old owner shipped. Returns held messages to handle when the
-    /// room serves now.
-    fn resume(
+    /// Takes the state a room's old owner shipped, and the subscribers of this node's relay of
+    /// the room. Returns the held messages to handle now that the room serves.
+    async fn resume(
         &mut self,
-        myself: &ActorRef<RoomMsg>,
         wire: WireRoomState,
         relay: Option<ActorRef<RelayMsg>>,
     ) -> Vec<RoomMsg> {
@@ -717,35 +707,31 @@ impl RoomState {
                 self.remote.insert(client, node);
             }
         }
-        let asked = relay.is_some_and(|relay| {
-            relay
-                .send_message(RelayMsg::Absorb {
-                    room: myself.clone(),
-                })
-                .is_ok()
-        });
-        if asked {
-            let held = match &mut self.mode {
-                Mode::Awaiting { held, timer } => {
-                    if let Some(timer) = timer.take() {
-                        timer.abort();
-                    }
-                    std::mem::take(held)
+        if let Some(relay) = relay {
+            // The relay answers after the publications already in its mailbox, which the old
+            // owner sent before the state: what it passed on is exactly up to `last`.
+            match relay
+                .call(
+                    |reply| RelayMsg::Absorb { reply },
+                    Some(Duration::from_secs(3)),
+                )
+                .await
+            {
+                Ok(ractor::rpc::CallResult::Success((subscribers, last))) => {
+                    self.adopt(subscribers, last);
                 }
-                _ => Vec::new(),
-            };
-            self.mode = Mode::Adopting {
-                held,
-                timer: Some(await_timer(myself)),
-            };
-            return Vec::new();
+                other => {
+                    debug!(room = %self.name, ?other, "no relay subscribers to take over");
+                }
+            }
         }
         self.forget_adopting();
+        self.count_active();
         self.become_ready()
     }
 
     /// Takes the local relay's subscribers over; passes them what the relay had not yet.
-    fn adopt(&mut self, subscribers: Vec<(Arc<str>, Subscriber)>, last: Option<u64>) -> Vec<RoomMsg> {
+    fn adopt(&mut self, subscribers: Vec<(Arc<str>, Subscriber)>, last: Option<u64>) {
         let mut adopted = Vec::with_capacity(subscribers.len());
         for (client, subscriber) in subscribers {
             self.adopting.remove(&client);
@@ -768,13 +754,6 @@ impl RoomState {
                 fan_out_local(&self.node, &self.name, adopted.iter(), push);
             }
         }
-        self.forget_adopting();
-        self.count_active();
-        if matches!(self.mode, Mode::Ready) {
-            Vec::new()
-        } else {
-            self.become_ready()
-        }
     }
 
     /// Clients the shipped state placed on this node that no relay handed over: they left.
@@ -788,7 +767,7 @@ impl RoomState {
     fn become_ready(&mut self) -> Vec<RoomMsg> {
         match std::mem::replace(&mut self.mode, Mode::Ready) {
             Mode::Ready => Vec::new(),
-            Mode::Awaiting { held, timer } | Mode::Adopting { held, timer } => {
+            Mode::Awaiting { held, timer } => {
                 if let Some(timer) = timer {
                     timer.abort();
                 }

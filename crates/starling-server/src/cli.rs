@@ -37,6 +37,44 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: ClusterCommand,
     },
+    /// Move, split and rebalance shards on a live cluster, through any member's server API.
+    /// Moves hand the rooms over with nothing lost; each command waits until they are done.
+    Shards {
+        #[command(subcommand)]
+        command: ShardsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ShardsCommand {
+    /// Move one shard to a member.
+    Move(ShardsMoveArgs),
+    /// Double the shard count: shard i becomes i and i + count on the same owner (no room
+    /// changes owner until a rebalance moves shards).
+    Split(ApiTargetArgs),
+    /// Move shards to their rendezvous owners among the members that are not draining, a few
+    /// hand-offs at a time.
+    Rebalance(ApiTargetArgs),
+}
+
+/// Flags of `starling shards move`.
+#[derive(Debug, Args)]
+pub(crate) struct ShardsMoveArgs {
+    /// The shard (0 .. shard count - 1).
+    #[arg(long, value_name = "S")]
+    pub(crate) shard: u32,
+    /// The member that takes it.
+    #[arg(long, value_name = "N")]
+    pub(crate) to: u64,
+    #[command(flatten)]
+    pub(crate) target: ApiTarget,
+}
+
+/// Flags of the commands that take only the API target.
+#[derive(Debug, Args)]
+pub(crate) struct ApiTargetArgs {
+    #[command(flatten)]
+    pub(crate) target: ApiTarget,
 }
 
 const SERVE_EXAMPLES: &str = "\
@@ -56,6 +94,10 @@ pub(crate) enum ClusterCommand {
     Status(ClusterStatusArgs),
     /// Remove a member: move its shards to the other members, then take it out of the cluster.
     Remove(ClusterRemoveArgs),
+    /// Drain a member: move every shard off it with hand-offs (nothing lost) and mark it
+    /// draining; it then advises its clients to reconnect elsewhere, spread over
+    /// cluster.drain_reconnect_spread. Remove it afterwards.
+    Drain(ClusterRemoveArgs),
 }
 
 /// Which node's server API the `cluster` commands call.
@@ -85,10 +127,10 @@ pub(crate) struct ClusterStatusArgs {
     pub(crate) json: bool,
 }
 
-/// Flags of `starling cluster remove`.
+/// Flags of `starling cluster remove` and `starling cluster drain`.
 #[derive(Debug, Args)]
 pub(crate) struct ClusterRemoveArgs {
-    /// The member to remove.
+    /// The member.
     #[arg(long, value_name = "N")]
     pub(crate) node_id: u64,
     #[command(flatten)]

@@ -1,5 +1,6 @@
-//! `starling cluster status` and `starling cluster remove`: thin clients of a node's
-//! `GET /api/cluster` and `POST /api/cluster/remove`.
+//! `starling cluster status|remove|drain` and `starling shards move|split|rebalance`: thin
+//! clients of a node's `GET /api/cluster`, `POST /api/cluster/{remove,drain}` and
+//! `POST /api/shards/{move,split,rebalance}`.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -7,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde::Deserialize;
 
-use crate::cli::{ApiTarget, ClusterCommand};
+use crate::cli::{ApiTarget, ClusterCommand, ShardsCommand};
 use crate::http;
 
 /// Bound on a status call: the node answers from memory.
@@ -15,6 +16,8 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound on a removal: the leader first moves the member's shards away, which waits for the
 /// new owners to take them over.
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Bound on a shard command or a drain: the node's own bound, and a little more.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(starling_node::ADMIN_TIMEOUT.as_secs() + 30);
 
 /// Runs one `starling cluster` subcommand.
 pub(crate) fn run(command: ClusterCommand) -> anyhow::Result<()> {
@@ -56,7 +59,109 @@ pub(crate) fn run(command: ClusterCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }),
+        ClusterCommand::Drain(args) => runtime.block_on(admin(
+            &args.target,
+            "/api/cluster/drain",
+            &serde_json::json!({ "node_id": args.node_id }),
+            &format!(
+                "drained node {} (it now advises its clients to reconnect elsewhere; remove \
+                 it with `starling cluster remove`)",
+                args.node_id
+            ),
+        )),
     }
+}
+
+/// Runs one `starling shards` subcommand.
+pub(crate) fn run_shards(command: ShardsCommand) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let (target, path, body, what) = match command {
+        ShardsCommand::Move(args) => (
+            args.target,
+            "/api/shards/move",
+            serde_json::json!({ "shard": args.shard, "to": args.to }),
+            format!("moved shard {} to node {}", args.shard, args.to),
+        ),
+        ShardsCommand::Split(args) => (
+            args.target,
+            "/api/shards/split",
+            serde_json::json!({}),
+            "split the shards".to_owned(),
+        ),
+        ShardsCommand::Rebalance(args) => (
+            args.target,
+            "/api/shards/rebalance",
+            serde_json::json!({}),
+            "rebalanced".to_owned(),
+        ),
+    };
+    runtime.block_on(admin(&target, path, &body, &what))
+}
+
+/// Calls an admin endpoint and prints its report.
+async fn admin(
+    target: &ApiTarget,
+    path: &str,
+    body: &serde_json::Value,
+    what: &str,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let body = body.to_string();
+    let answer = call(target, "POST", path, Some(body.as_bytes()), ADMIN_TIMEOUT).await?;
+    let report: AdminAnswer =
+        serde_json::from_slice(&answer).context("the node's answer is not an admin report")?;
+    print!(
+        "{}",
+        render_admin(what, &report, started.elapsed().as_secs_f64())
+    );
+    Ok(())
+}
+
+/// What the CLI reads of an admin endpoint's answer.
+#[derive(Debug, Deserialize)]
+struct AdminAnswer {
+    moves: Vec<MoveAnswer>,
+    shard_map_version: u64,
+    shard_count: u32,
+    rooms: u64,
+    handoff_ms: u64,
+    incomplete: u32,
+}
+
+#[derive(Debug, Deserialize)]
+struct MoveAnswer {
+    shard: u32,
+    from: u64,
+    to: u64,
+}
+
+fn render_admin(what: &str, report: &AdminAnswer, seconds: f64) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{what} in {seconds:.2}s: {} shard move(s), {} room(s) handed over in {} ms; shard map \
+         version {}, {} shards",
+        report.moves.len(),
+        report.rooms,
+        report.handoff_ms,
+        report.shard_map_version,
+        report.shard_count
+    );
+    for mv in &report.moves {
+        let _ = writeln!(out, "  shard {}: node {} -> node {}", mv.shard, mv.from, mv.to);
+    }
+    if report.incomplete > 0 {
+        let _ = writeln!(
+            out,
+            "warning: {} hand-off(s) ended without every room (the old owner went silent); \
+             those rooms restarted with a new epoch",
+            report.incomplete
+        );
+    }
+    out
 }
 
 /// Calls the API and returns the body of a 2xx answer; anything else is an error that says
@@ -122,6 +227,25 @@ struct ClusterStatus {
     members: Vec<MemberStatus>,
     shard_map_version: u64,
     shard_count: u32,
+    #[serde(default)]
+    handoffs: Vec<HandoffRow>,
+    #[serde(default)]
+    recent_handoffs: Vec<HandoffRow>,
+}
+
+/// A shard move in progress or finished.
+#[derive(Debug, Deserialize)]
+struct HandoffRow {
+    shard: u32,
+    from: u64,
+    to: u64,
+    version: u64,
+    #[serde(default)]
+    rooms: Option<u32>,
+    #[serde(default)]
+    millis: Option<u64>,
+    #[serde(default)]
+    complete: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,6 +258,8 @@ struct MemberStatus {
     cluster_addr: String,
     #[serde(default)]
     http_addr: String,
+    #[serde(default)]
+    draining: bool,
 }
 
 /// The status as a readable report: a summary, then one table row per member.
@@ -183,7 +309,11 @@ fn render(status: &ClusterStatus) -> String {
                 format!("{}{leader_mark}", m.node_id),
                 m.role.clone(),
                 if m.alive { "yes" } else { "NO" }.to_owned(),
-                m.shards.to_string(),
+                if m.draining {
+                    format!("{} (draining)", m.shards)
+                } else {
+                    m.shards.to_string()
+                },
                 m.cluster_addr.clone(),
                 m.http_addr.clone(),
             ]
@@ -215,6 +345,32 @@ fn render(status: &ClusterStatus) -> String {
         out.push_str("(no members yet)\n");
     } else if status.leader.is_some() {
         out.push_str("\n* leader\n");
+    }
+    if !status.handoffs.is_empty() {
+        let _ = writeln!(out, "\nshard moves in progress:");
+        for h in &status.handoffs {
+            let _ = writeln!(
+                out,
+                "  shard {}: node {} -> node {} (map version {})",
+                h.shard, h.from, h.to, h.version
+            );
+        }
+    }
+    if let Some(last) = status.recent_handoffs.last() {
+        let _ = writeln!(
+            out,
+            "\nlast shard move: shard {}: node {} -> node {}, {} room(s) in {} ms{}",
+            last.shard,
+            last.from,
+            last.to,
+            last.rooms.unwrap_or(0),
+            last.millis.unwrap_or(0),
+            if last.complete == Some(false) {
+                " (incomplete: the rooms restarted)"
+            } else {
+                ""
+            }
+        );
     }
     out
 }

@@ -3,7 +3,8 @@
 //! `starling serve` runs a node (a one-node cluster with embedded defaults when given no
 //! flags); `starling gentoken` / `gensubtoken` mint development tokens; `starling config
 //! default` prints the default configuration file; `starling certs` makes cluster certificates;
-//! `starling cluster status|remove` reads and changes membership through a node's API.
+//! `starling cluster status|remove|drain` reads and changes membership through a node's API;
+//! `starling shards move|split|rebalance` changes the shard map.
 //!
 //! Layout:
 //! - `cli` — the clap definitions of every command and flag.
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
         }
         Command::Certs { command } => certs::run(command),
         Command::Cluster { command } => cluster_cli::run(command),
+        Command::Shards { command } => cluster_cli::run_shards(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

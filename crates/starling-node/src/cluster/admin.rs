@@ -4,6 +4,7 @@
 //! long the hand-offs took.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use starling_cluster::{
@@ -64,6 +65,7 @@ pub(super) async fn on_leader(cluster: &Cluster, op: AdminOp) -> CallReply {
         });
     }
     info!(?op, "operator command");
+    let _running = Running::new(cluster);
     let result = match op {
         AdminOp::MoveShard { shard, to } => move_shard(cluster, shard, to).await,
         AdminOp::Split => split(cluster).await,
@@ -82,6 +84,23 @@ pub(super) async fn on_leader(cluster: &Cluster, op: AdminOp) -> CallReply {
             CallReply::Admin(report)
         }
         Err(reply) => reply,
+    }
+}
+
+/// Marks an operator command as running for as long as it lives (also when the HTTP client
+/// goes away and the command's future is dropped).
+struct Running<'a>(&'a Cluster);
+
+impl<'a> Running<'a> {
+    fn new(cluster: &'a Cluster) -> Self {
+        cluster.admin_running.fetch_add(1, Ordering::SeqCst);
+        Running(cluster)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.admin_running.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -267,7 +286,10 @@ async fn commit_and_wait(
     .await
     {
         Ok(version) => version.unwrap_or(base_version + 1),
-        Err(Proposal::Stale) => return Ok(false),
+        Err(Proposal::Stale) => {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            return Ok(false);
+        }
         Err(Proposal::Failed(reply)) => return Err(reply),
     };
     let finished = wait_for(cluster, |s| {
@@ -328,8 +350,12 @@ async fn propose(cluster: &Cluster, command: ClusterCommand) -> Result<Option<u6
     };
     match raft.propose(command).await {
         Ok(version) => Ok(version),
+        // The map, or a hand-off in it, moved on (the leader's own loop rebalances too):
+        // plan again from the newer state.
         Err(ClusterNodeError::Rejected(
-            CommandRejected::StaleShardMap { .. } | CommandRejected::StaleMove { .. },
+            CommandRejected::StaleShardMap { .. }
+            | CommandRejected::StaleMove { .. }
+            | CommandRejected::HandoffPending { .. },
         )) => Err(Proposal::Stale),
         Err(ClusterNodeError::Rejected(rejected)) => Err(Proposal::Failed(bad_request(
             rejected.to_string(),

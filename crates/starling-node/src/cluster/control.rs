@@ -160,6 +160,19 @@ async fn leader_duties(cluster: &Cluster, state: &ClusterState, memory: &mut Lea
     if live.len() != members.len() {
         return;
     }
+    // An operator command is moving shards: it plans from the state it sees, and a rebalance
+    // from here would only race it.
+    if cluster.admin_running.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+        return;
+    }
+    // Hand-offs need the data plane: rebalance only onto members that really answer (not
+    // ones merely inside the start-up grace).
+    let answering = members.iter().all(|&id| {
+        id == cluster.node_id || cluster.answered_within(id, cluster.settings.failover_timeout)
+    });
+    if !answering {
+        return;
+    }
     let serving: Vec<NodeId> = members
         .iter()
         .copied()

@@ -496,10 +496,16 @@ fn release(node: &Node, cluster: &Cluster, shard: ShardId) {
         .into_iter()
         .filter(|(name, _)| in_shard(name))
         .collect();
+    // A relay whose room runs here is the room's business: it takes the relay's subscribers
+    // with the state, or closes it on `Fresh`. Only relays without a room have nobody.
     let relays: Vec<_> = node
         .relay_refs()
         .into_iter()
-        .filter(|(name, _, _)| in_shard(name) && serving.route(name, cluster.node_id) == Route::Local)
+        .filter(|(name, _, _)| {
+            in_shard(name)
+                && serving.route(name, cluster.node_id) == Route::Local
+                && node.existing_room(name).is_none()
+        })
         .collect();
     drop(serving);
     for (_, room) in rooms {

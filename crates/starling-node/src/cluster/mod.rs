@@ -68,6 +68,8 @@ const HEARTBEAT_ID: u64 = 0;
 const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// Attempts at a call whose target answers "not the owner" while the maps converge.
 const ROUTE_ATTEMPTS: usize = 20;
+/// How long a hand-off waits for the link to a new owner to come up.
+const LINK_WAIT: Duration = Duration::from_secs(5);
 
 /// Everything a node needs to take part in a cluster.
 #[derive(Debug, Clone)]
@@ -245,6 +247,9 @@ pub(crate) struct Cluster {
     /// Rooms this node handed to another node, and to which: unsubscribes that still reach
     /// it are passed on.
     handed_off: DashMap<Arc<str>, (NodeId, Instant)>,
+    /// Operator commands running on this node (as leader): the control loop leaves the map
+    /// to them meanwhile instead of rebalancing under them.
+    admin_running: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -298,6 +303,7 @@ pub async fn start_cluster(
         serving_version: watch::Sender::new(0),
         handoffs,
         handed_off: DashMap::new(),
+        admin_running: std::sync::atomic::AtomicUsize::new(0),
         node_id: settings.node_id,
         endpoint: std::sync::Mutex::new(Some(Arc::new(endpoint))),
         local_addr,
@@ -431,10 +437,17 @@ impl Cluster {
     /// Queues `frame` on the outbound link to `peer`, waiting while the queue is full: for
     /// frames that must not be dropped (hand-offs). False when there is no link.
     pub(crate) async fn send_reliably(&self, peer: NodeId, frame: Frame) -> bool {
-        let sender = self.peers.get(&peer).map(|s| s.clone());
-        match sender {
-            Some(sender) => sender.send(frame).await.is_ok(),
-            None => false,
+        // A member that just joined may not have its link up yet: give it a moment.
+        let deadline = Instant::now() + LINK_WAIT;
+        loop {
+            let sender = self.peers.get(&peer).map(|s| s.clone());
+            match sender {
+                Some(sender) => return sender.send(frame).await.is_ok(),
+                None if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                None => return false,
+            }
         }
     }
 
@@ -467,7 +480,7 @@ impl Cluster {
     }
 
     /// Whether `peer` really answered a heartbeat within `window` (no start-up grace).
-    fn answered_within(&self, peer: NodeId, window: Duration) -> bool {
+    pub(crate) fn answered_within(&self, peer: NodeId, window: Duration) -> bool {
         self.last_seen
             .get(&peer)
             .is_some_and(|seen| seen.value().elapsed() < window)

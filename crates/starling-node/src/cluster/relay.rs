@@ -34,7 +34,7 @@ use super::{
 };
 use crate::error::NodeError;
 use crate::node::Node;
-use crate::room_actor::{RoomMsg, SubscribeParams, Subscriber, announce_to, fan_out_local};
+use crate::room_actor::{SubscribeParams, Subscriber, announce_to, fan_out_local};
 
 /// Frames from a room's next owner a relay holds while the old owner's last ones are on their
 /// way; past this the hand-off is given up and the subscribers resubscribe.
@@ -62,8 +62,11 @@ pub(crate) enum RelayMsg {
     Follow { owner: NodeId, handoff: bool },
     /// Timer: the hand-off the relay waits for did not finish in time.
     FollowTimeout,
-    /// This node owns the room now: hand the subscribers to `room` and stop.
-    Absorb { room: ActorRef<RoomMsg> },
+    /// This node owns the room now: answer with the subscribers and the last offset passed
+    /// on to them, for the room to take over, and stop.
+    Absorb {
+        reply: RpcReplyPort<(Vec<(Arc<str>, Subscriber)>, Option<u64>)>,
+    },
     /// The room's owner went away: send everyone to resubscribe, then stop.
     Close,
     /// How many local connections are subscribed.
@@ -222,8 +225,8 @@ impl Actor for RelayActor {
                     state.restart();
                 }
             }
-            RelayMsg::Absorb { room } => {
-                state.absorb(&myself, &room);
+            RelayMsg::Absorb { reply } => {
+                state.absorb(&myself, reply);
                 return Ok(());
             }
             RelayMsg::Close => {
@@ -569,8 +572,12 @@ impl RelayState {
         }
     }
 
-    /// Hands the subscribers to `room` (this node owns the room now) and stops.
-    fn absorb(&mut self, myself: &ActorRef<RelayMsg>, room: &ActorRef<RoomMsg>) {
+    /// Hands the subscribers to the room (this node owns the room now) and stops.
+    fn absorb(
+        &mut self,
+        myself: &ActorRef<RelayMsg>,
+        reply: RpcReplyPort<(Vec<(Arc<str>, Subscriber)>, Option<u64>)>,
+    ) {
         let map_version = self.node.cluster().map_or(0, |c| c.map_version());
         for (_, pending) in self.pending.drain() {
             pending.timer.abort();
@@ -582,15 +589,9 @@ impl RelayState {
             self.node.metrics().channel_active(false);
         }
         let count = subscribers.len();
-        // Its subscription counts move with them: the room does not count them again.
-        if room
-            .send_message(RoomMsg::Adopt {
-                subscribers,
-                last: self.cursor.last(),
-            })
-            .is_err()
-        {
-            warn!(room = %self.name, count, "room stopped before taking the relay's subscribers");
+        // Their subscription counts move with them: the room does not count them again.
+        if reply.send((subscribers, self.cursor.last())).is_err() {
+            warn!(room = %self.name, count, "room gone before taking the relay's subscribers");
             self.node.metrics().subscriptions_removed(count as u64);
         }
         debug!(room = %self.name, count, "relay absorbed by the room");
