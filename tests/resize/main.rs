@@ -29,7 +29,10 @@ fn shard_of(cluster: &TestCluster, room: &str) -> ShardId {
 
 fn assert_lossless(scenario: &str, verdict: &Verdict) {
     println!("{scenario}: {verdict}");
-    assert!(verdict.acknowledged > 0, "{scenario}: nothing was acknowledged");
+    assert!(
+        verdict.acknowledged > 0,
+        "{scenario}: nothing was acknowledged"
+    );
     assert!(verdict.delivered > 0, "{scenario}: nothing was delivered");
     assert_eq!(verdict.lost, 0, "{scenario}: {verdict}");
     assert_eq!(verdict.duplicated, 0, "{scenario}: {verdict}");
@@ -90,7 +93,9 @@ async fn a_split_and_moves_of_its_new_shards_under_load_lose_nothing() -> anyhow
     assert!(report.moves.is_empty(), "a split moves no room");
     // Every member routes by the doubled map, and no room changed owner.
     let doubled = starling_tests::eventually(Duration::from_secs(5), || async {
-        cluster.running().all(|m| m.status().shard_count == before * 2)
+        cluster
+            .running()
+            .all(|m| m.status().shard_count == before * 2)
     })
     .await;
     assert!(doubled);
@@ -125,8 +130,8 @@ async fn a_split_and_moves_of_its_new_shards_under_load_lose_nothing() -> anyhow
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn draining_a_node_under_load_loses_nothing_and_sends_its_clients_away()
--> anyhow::Result<()> {
+async fn draining_a_node_under_load_loses_nothing_and_sends_its_clients_away() -> anyhow::Result<()>
+{
     let cluster = TestCluster::start(3, BASE_CONFIG).await?;
     let rooms = rooms("drain-");
     let load = Load::start(&cluster, rooms.clone(), PUBLISH_EVERY).await?;
@@ -158,10 +163,95 @@ async fn draining_a_node_under_load_loses_nothing_and_sends_its_clients_away()
         load.closed_on(3).is_some()
     })
     .await;
-    assert!(advised, "the drained node's clients were advised to reconnect");
+    assert!(
+        advised,
+        "the drained node's clients were advised to reconnect"
+    );
     assert_eq!(load.closed_on(3), Some(3001));
     let verdict = load.finish(&[3]).await?;
     assert_lossless("drain", &verdict);
+    cluster.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_with_a_thousand_active_rooms_moves_whole() -> anyhow::Result<()> {
+    const ACTIVE: usize = 1_000;
+    let cluster = TestCluster::start(3, BASE_CONFIG).await?;
+    // A thousand rooms in one shard, each holding history (so each has a live room actor).
+    let shard = shard_of(&cluster, "thousand-0");
+    let rooms: Vec<String> = (0..)
+        .map(|i| format!("thousand-{i}"))
+        .filter(|room| shard_of(&cluster, room) == shard)
+        .take(ACTIVE)
+        .collect();
+    let owner = cluster.owner_of(1, &rooms[0]);
+    let api = cluster.member(owner).node.node.clone();
+    for room in &rooms {
+        api.publish_from_api(
+            room,
+            bytes::Bytes::from_static(b"{\"n\":1}"),
+            Default::default(),
+            false,
+        )
+        .await?;
+    }
+    // Relayed subscribers of some of them on another node keep their subscriptions.
+    let watcher_node = owner % 3 + 1;
+    let to = watcher_node % 3 + 1;
+    let (watcher, _) = starling_tests::connect_as(
+        &cluster.member(watcher_node).node,
+        "watcher",
+        starling_protocol::Encoding::Json,
+    )
+    .await?;
+    let watched: Vec<&String> = rooms.iter().step_by(50).collect();
+    for room in &watched {
+        let subscribed = watcher.subscribe(starling_tests::sub(room)).await?;
+        assert_eq!(subscribed.offset, 1);
+    }
+    let report = cluster
+        .member(watcher_node)
+        .node
+        .node
+        .admin(AdminOp::MoveShard {
+            shard,
+            to: NodeId(to),
+        })
+        .await?;
+    println!(
+        "moving a shard with {ACTIVE} active rooms: {} ms until the new owner held every room",
+        report.handoff_millis
+    );
+    assert_eq!(
+        report.rooms, ACTIVE as u64,
+        "every room arrived: {report:?}"
+    );
+    assert_eq!(report.incomplete, 0);
+    let metrics = cluster.member(to).node.node.metrics().snapshot();
+    assert_eq!(metrics.handoff_rooms_received, ACTIVE as u64);
+    // The rooms continue where they were: the next publication is offset 2 in every room, and
+    // the watcher gets it without resubscribing.
+    let api = cluster.member(to).node.node.clone();
+    for room in &rooms {
+        let position = api
+            .publish_from_api(
+                room,
+                bytes::Bytes::from_static(b"{\"n\":2}"),
+                Default::default(),
+                false,
+            )
+            .await?
+            .expect("a position");
+        assert_eq!(position.offset, 2, "{room}");
+    }
+    for _ in &watched {
+        let push = starling_tests::next_push_where(&watcher, |push| {
+            push.unsubscribe.map(|u| Err(u.code)).or(push.r#pub.map(Ok))
+        })
+        .await?;
+        assert_eq!(push.map(|p| p.offset), Ok(2));
+    }
     cluster.stop().await;
     Ok(())
 }

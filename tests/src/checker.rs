@@ -242,10 +242,7 @@ impl Load {
             verdict.epoch_changes += epochs.len().saturating_sub(1) as u64;
         }
         for subscriber in &self.subscribers {
-            let seen = subscriber
-                .seen
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let seen = subscriber.seen.lock().unwrap_or_else(|p| p.into_inner());
             verdict.unsubscribed += seen.unsubscribes.len() as u64;
             for room in &self.rooms {
                 let offsets = seen.offsets.get(room).map(Vec::as_slice).unwrap_or(&[]);
@@ -324,7 +321,8 @@ async fn read_pushes(client: Arc<starling_client::Client>, seen: Arc<Mutex<Seen>
                 .or_default()
                 .push(publication.offset);
         } else if let Some(unsubscribe) = push.unsubscribe {
-            seen.unsubscribes.push((push.channel.clone(), unsubscribe.code));
+            seen.unsubscribes
+                .push((push.channel.clone(), unsubscribe.code));
         }
     }
     let reason = client.closed().await;

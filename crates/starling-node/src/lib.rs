@@ -37,8 +37,6 @@ pub use cluster::{
     ADMIN_TIMEOUT, ClusterHandle, ClusterSettings, ClusterStatus, HandoffStatus, MemberStatus,
     start_cluster,
 };
-pub use starling_cluster::{AdminOp, AdminReport};
-pub use starling_placement::{NodeId, ShardId};
 pub use error::NodeError;
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use node::{ConnectionHandle, Node};
@@ -47,5 +45,7 @@ pub use server_api::{
     ChannelOverrides, ExpiryUpdate, NodeInfo, ServerSubscription, UserConnections,
     default_api_disconnect,
 };
+pub use starling_cluster::{AdminOp, AdminReport};
+pub use starling_placement::{NodeId, ShardId};
 pub use starling_room::{HistoryPage, HistoryQuery, PresenceStats, RoomError};
 pub use transport::{Resume, TransportMode};

@@ -1010,7 +1010,11 @@ impl Node {
             .map(|entry| entry.value().clone())
             .collect();
         let count = connections.len();
-        info!(connections = count, ?spread, "advising clients to reconnect elsewhere");
+        info!(
+            connections = count,
+            ?spread,
+            "advising clients to reconnect elsewhere"
+        );
         let pause = spread
             .checked_div(u32::try_from(count).unwrap_or(u32::MAX).max(1))
             .unwrap_or_default();

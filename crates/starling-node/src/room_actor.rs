@@ -35,8 +35,8 @@ use starling_placement::{NodeId, ShardId};
 
 use crate::clock::unix_now_ms;
 use crate::cluster::{
-    HANDOFF_TIMEOUT, RelayMsg, TakenOver, info_to_wire, position_to_wire,
-    publication_from_wire, publication_to_wire, publications_to_wire, room_state_to_wire,
+    HANDOFF_TIMEOUT, RelayMsg, TakenOver, info_to_wire, position_to_wire, publication_from_wire,
+    publication_to_wire, publications_to_wire, room_state_to_wire,
 };
 use crate::node::Node;
 use crate::outbound::Outbound;
@@ -279,18 +279,15 @@ impl Actor for RoomActor {
             RoomMsg::Resume { state: wire, relay } => state.resume(*wire, relay).await,
             RoomMsg::Fresh => match state.mode {
                 Mode::Awaiting { .. } => {
-                    // No state came for this room: a relay here that waited to become it has
-                    // nothing to hand over, and its subscribers resubscribe.
-                    if let Some(relay) = state.node.relay_actor(&state.name) {
-                        let _ = relay.send_message(RelayMsg::Close);
-                    }
+                    state.start_fresh();
                     state.become_ready()
                 }
                 Mode::Ready => Vec::new(),
             },
             RoomMsg::AwaitTimeout => {
                 if !matches!(state.mode, Mode::Ready) {
-                    warn!(room = %state.name, "hand-off not finished in time; serving anyway");
+                    warn!(room = %state.name, "hand-off not finished in time; starting afresh");
+                    state.start_fresh();
                 }
                 state.become_ready()
             }
@@ -752,6 +749,27 @@ impl RoomState {
                     ..Push::default()
                 };
                 fan_out_local(&self.node, &self.name, adopted.iter(), push);
+            }
+        }
+    }
+
+    /// No state came for this room, so it starts a new stream. Anyone who may follow it from
+    /// an old one must hear so: this node's relay that waited to become the room, and relays
+    /// elsewhere that followed the old owner's `Moved` here although the state was lost
+    /// (their subscribers resubscribe and learn `recovered: false`).
+    fn start_fresh(&mut self) {
+        if let Some(relay) = self.node.relay_actor(&self.name) {
+            let _ = relay.send_message(RelayMsg::Close);
+        }
+        if let Some(cluster) = self.node.cluster() {
+            for peer in cluster.live_peers() {
+                let closed = Frame::FromRoom {
+                    room: self.name.to_string(),
+                    msg: FromRoom::Closed,
+                };
+                if !cluster.send(peer, closed) {
+                    debug!(room = %self.name, %peer, "cannot tell a peer the room restarted");
+                }
             }
         }
     }

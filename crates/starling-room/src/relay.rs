@@ -313,7 +313,10 @@ mod tests {
         while streams.iter().any(|s| !s.is_empty()) {
             let wanted = picks.next().unwrap_or(0) % 3;
             let from = if streams[wanted].is_empty() {
-                streams.iter().position(|s| !s.is_empty()).expect("one left")
+                streams
+                    .iter()
+                    .position(|s| !s.is_empty())
+                    .expect("one left")
             } else {
                 wanted
             };

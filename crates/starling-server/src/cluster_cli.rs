@@ -151,7 +151,11 @@ fn render_admin(what: &str, report: &AdminAnswer, seconds: f64) -> String {
         report.shard_count
     );
     for mv in &report.moves {
-        let _ = writeln!(out, "  shard {}: node {} -> node {}", mv.shard, mv.from, mv.to);
+        let _ = writeln!(
+            out,
+            "  shard {}: node {} -> node {}",
+            mv.shard, mv.from, mv.to
+        );
     }
     if report.incomplete > 0 {
         let _ = writeln!(

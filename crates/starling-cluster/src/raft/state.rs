@@ -158,9 +158,11 @@ impl ClusterState {
                         to: pending.to,
                     });
                 }
-                let next = current.split().map_err(|_| CommandRejected::TooManyShards {
-                    max: MAX_SHARD_COUNT,
-                })?;
+                let next = current
+                    .split()
+                    .map_err(|_| CommandRejected::TooManyShards {
+                        max: MAX_SHARD_COUNT,
+                    })?;
                 self.shard_map = Some(next);
             }
             ClusterCommand::SetDraining { node, draining } => {

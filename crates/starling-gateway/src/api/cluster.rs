@@ -155,11 +155,16 @@ pub(crate) async fn drain(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    admin(node, http_method, headers, body, "{\"node_id\": N}", |r: DrainRequest| {
-        AdminOp::Drain {
+    admin(
+        node,
+        http_method,
+        headers,
+        body,
+        "{\"node_id\": N}",
+        |r: DrainRequest| AdminOp::Drain {
             node: starling_node::NodeId(r.node_id),
-        }
-    })
+        },
+    )
     .await
 }
 
@@ -304,7 +309,11 @@ async fn admin<R: serde::de::DeserializeOwned>(
     match node.admin(op.clone()).await {
         Ok(report) => {
             let elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            info!(?op, elapsed_ms = elapsed, "server API: operator command done");
+            info!(
+                ?op,
+                elapsed_ms = elapsed,
+                "server API: operator command done"
+            );
             json_response(&answer(report, elapsed))
         }
         Err(error) => {

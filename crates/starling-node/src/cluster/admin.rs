@@ -123,7 +123,11 @@ fn bad_request(reason: String) -> CallReply {
     CallReply::Refused(Refusal::BadRequest { reason })
 }
 
-async fn move_shard(cluster: &Cluster, shard: ShardId, to: NodeId) -> Result<AdminReport, CallReply> {
+async fn move_shard(
+    cluster: &Cluster,
+    shard: ShardId,
+    to: NodeId,
+) -> Result<AdminReport, CallReply> {
     let started = Instant::now();
     let state = cluster.state();
     let map = state
@@ -246,7 +250,9 @@ async fn in_batches(
     while started.elapsed() < ADMIN_TIMEOUT {
         let state = cluster.state();
         let Some(full) = plan(&state) else {
-            return Err(refused_failed("cannot plan: no shard map or no member to move to"));
+            return Err(refused_failed(
+                "cannot plan: no shard map or no member to move to",
+            ));
         };
         if full.is_empty() {
             break;
@@ -277,14 +283,12 @@ async fn commit_and_wait(
         .as_ref()
         .map_or(0, |map| map.version());
     let shards: Vec<ShardId> = plan.moves.iter().map(|mv| mv.shard).collect();
-    let moves: Vec<(ShardId, NodeId, NodeId)> =
-        plan.moves.iter().map(|mv| (mv.shard, mv.from, mv.to)).collect();
-    let version = match propose(
-        cluster,
-        ClusterCommand::HandoffPlan { base_version, plan },
-    )
-    .await
-    {
+    let moves: Vec<(ShardId, NodeId, NodeId)> = plan
+        .moves
+        .iter()
+        .map(|mv| (mv.shard, mv.from, mv.to))
+        .collect();
+    let version = match propose(cluster, ClusterCommand::HandoffPlan { base_version, plan }).await {
         Ok(version) => version.unwrap_or(base_version + 1),
         Err(Proposal::Stale) => {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -357,9 +361,9 @@ async fn propose(cluster: &Cluster, command: ClusterCommand) -> Result<Option<u6
             | CommandRejected::StaleMove { .. }
             | CommandRejected::HandoffPending { .. },
         )) => Err(Proposal::Stale),
-        Err(ClusterNodeError::Rejected(rejected)) => Err(Proposal::Failed(bad_request(
-            rejected.to_string(),
-        ))),
+        Err(ClusterNodeError::Rejected(rejected)) => {
+            Err(Proposal::Failed(bad_request(rejected.to_string())))
+        }
         Err(error) => Err(Proposal::Failed(refused_failed(&error.to_string()))),
     }
 }

@@ -76,7 +76,10 @@ pub(super) fn spawn(node: Node, cluster: Arc<Cluster>) -> AbortHandle {
             if !drain_advised && drained(&cluster, &state) {
                 drain_advised = true;
                 let spread = cluster.settings.drain_reconnect_spread;
-                info!(?spread, "this node is drained; advising its clients to reconnect elsewhere");
+                info!(
+                    ?spread,
+                    "this node is drained; advising its clients to reconnect elsewhere"
+                );
                 let node = node.clone();
                 tokio::spawn(async move { node.advise_reconnect(spread).await });
             }
@@ -142,7 +145,11 @@ async fn leader_duties(cluster: &Cluster, state: &ClusterState, memory: &mut Lea
             .copied()
             .filter(|id| !state.draining.contains(id))
             .collect();
-        let targets = if targets.is_empty() { live.clone() } else { targets };
+        let targets = if targets.is_empty() {
+            live.clone()
+        } else {
+            targets
+        };
         match plan_drain(map, owner, &targets) {
             Ok(plan) if !plan.is_empty() => {
                 let moves = plan.moves.len();
@@ -150,7 +157,13 @@ async fn leader_duties(cluster: &Cluster, state: &ClusterState, memory: &mut Lea
                     base_version: map.version(),
                     plan,
                 };
-                commit(raft, command, moves, &format!("node {owner} is unavailable")).await;
+                commit(
+                    raft,
+                    command,
+                    moves,
+                    &format!("node {owner} is unavailable"),
+                )
+                .await;
             }
             Ok(_) => {}
             Err(error) => warn!(%error, "cannot plan the failover"),
@@ -162,7 +175,11 @@ async fn leader_duties(cluster: &Cluster, state: &ClusterState, memory: &mut Lea
     }
     // An operator command is moving shards: it plans from the state it sees, and a rebalance
     // from here would only race it.
-    if cluster.admin_running.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+    if cluster
+        .admin_running
+        .load(std::sync::atomic::Ordering::SeqCst)
+        > 0
+    {
         return;
     }
     // Hand-offs need the data plane: rebalance only onto members that really answer (not
@@ -212,7 +229,8 @@ async fn leader_duties(cluster: &Cluster, state: &ClusterState, memory: &mut Lea
 /// more than [`MOVES_IN_FLIGHT`] hand-offs at once.
 pub(super) fn within_budget(mut plan: Plan, state: &ClusterState) -> Plan {
     let budget = MOVES_IN_FLIGHT.saturating_sub(state.handoffs.len());
-    plan.moves.retain(|mv| !state.handoffs.contains_key(&mv.shard));
+    plan.moves
+        .retain(|mv| !state.handoffs.contains_key(&mv.shard));
     plan.moves.truncate(budget);
     plan
 }

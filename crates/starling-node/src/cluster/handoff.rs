@@ -49,6 +49,9 @@ use crate::room_actor::{RoomMsg, Subscriber};
 /// How long a new owner waits for a shard's rooms before starting them afresh (the old owner
 /// went silent), and a relay for the old owner's last frame.
 pub(crate) const HANDOFF_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes of history one room's hand-off carries at most: well inside the 16 MiB frame limit,
+/// with room for presence and the subscriber list.
+const HISTORY_BUDGET: usize = 8 * 1024 * 1024;
 /// Attempts at telling the leader a hand-off is done.
 const COMPLETE_ATTEMPTS: usize = 50;
 
@@ -202,9 +205,12 @@ pub(super) fn follow(node: &Node, cluster: &Arc<Cluster>, state: &ClusterState, 
             serving.incoming.remove(&shard);
             released.push(shard);
         }
-        serving
-            .finished
-            .retain(|(shard, version)| state.handoffs.get(shard).is_some_and(|h| h.version == *version));
+        serving.finished.retain(|(shard, version)| {
+            state
+                .handoffs
+                .get(shard)
+                .is_some_and(|h| h.version == *version)
+        });
 
         if changed || sweep {
             let old_map = if changed {
@@ -339,7 +345,26 @@ pub(crate) fn room_state_to_wire(
     me: NodeId,
 ) -> WireRoomState {
     let position = room.position();
-    let history: Vec<Arc<starling_protocol::Publication>> = room.retained().cloned().collect();
+    // The newest publications that fit in one frame: history must stay contiguous up to the
+    // top, so the oldest are the ones left behind (a recovery from that far back then answers
+    // `recovered: false`, as after a trim).
+    let mut budget = HISTORY_BUDGET;
+    let mut history: Vec<Arc<starling_protocol::Publication>> = room
+        .retained()
+        .rev()
+        .take_while(|p| {
+            let size = p.data.len()
+                + p.tags.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+                + p.info.as_ref().map_or(0, |i| {
+                    i.user.len() + i.client.len() + i.conn_info.len() + i.chan_info.len()
+                })
+                + 64;
+            budget = budget.saturating_sub(size);
+            budget > 0
+        })
+        .cloned()
+        .collect();
+    history.reverse();
     let mut subscribers: Vec<(String, NodeId)> = room
         .subscribers()
         .map(|(client, _)| (client.to_string(), me))

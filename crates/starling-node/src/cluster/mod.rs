@@ -37,8 +37,8 @@ use std::time::Duration;
 use dashmap::DashMap;
 use serde::Serialize;
 use starling_cluster::{
-    Call, CallReply, ClusterCommand, ClusterEndpoint, ClusterNode, ClusterNodeConfig,
-    ClusterState, ClusterTls, Frame, MemberRole, NodeInfo, PeerSender, Refusal,
+    Call, CallReply, ClusterCommand, ClusterEndpoint, ClusterNode, ClusterNodeConfig, ClusterState,
+    ClusterTls, Frame, MemberRole, NodeInfo, PeerSender, Refusal,
 };
 use starling_placement::NodeId;
 use tokio::sync::{oneshot, watch};
@@ -696,8 +696,9 @@ impl Node {
             .map(|map| map.owner_of_room(room).0)
     }
 
-    /// Removes member `node_id` from the cluster (after moving its shards to other members),
-    /// asking the leader wherever it is.
+    /// Removes member `node_id` from the cluster, asking the leader wherever it is: a live
+    /// member is drained first (its shards handed to the others with nothing lost), then it
+    /// leaves the membership and anything left of its shards moves without a hand-off.
     pub async fn cluster_remove(&self, node_id: u64) -> Result<(), NodeError> {
         let cluster = self.cluster().ok_or(NodeError::Cluster {
             reason: "this node runs without a cluster".into(),
@@ -707,6 +708,15 @@ impl Node {
             return Err(NodeError::Cluster {
                 reason: format!("node {node_id} is not a member"),
             });
+        }
+        // A live member is drained first, with hand-offs, so its rooms keep their history and
+        // subscribers; a dead one's shards can only restart elsewhere.
+        if cluster.is_alive(target)
+            && let Err(error) = self
+                .admin(starling_cluster::AdminOp::Drain { node: target })
+                .await
+        {
+            warn!(%target, %error, "drain before removal failed; removing without it");
         }
         for _ in 0..ROUTE_ATTEMPTS {
             let reply = match cluster.leader() {

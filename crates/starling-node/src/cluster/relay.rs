@@ -24,7 +24,9 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use starling_cluster::{CallReply, Frame, FromRoom, Refusal, ToRoom, WirePosition};
 use starling_placement::NodeId;
-use starling_protocol::{ClientInfo, Join, Leave, Publication, Push, StreamPosition, SubscribeResult};
+use starling_protocol::{
+    ClientInfo, Join, Leave, Publication, Push, StreamPosition, SubscribeResult,
+};
 use starling_room::{RelayCursor, RelayFrame, RelayStep};
 use tracing::{debug, info, warn};
 
@@ -65,7 +67,7 @@ pub(crate) enum RelayMsg {
     /// This node owns the room now: answer with the subscribers and the last offset passed
     /// on to them, for the room to take over, and stop.
     Absorb {
-        reply: RpcReplyPort<(Vec<(Arc<str>, Subscriber)>, Option<u64>)>,
+        reply: RpcReplyPort<Absorbed>,
     },
     /// The room's owner went away: send everyone to resubscribe, then stop.
     Close,
@@ -74,6 +76,10 @@ pub(crate) enum RelayMsg {
 }
 
 pub(crate) struct RelayActor;
+
+/// What a relay hands the room that takes it over: its subscribers, and the last offset it
+/// passed on to them.
+pub(crate) type Absorbed = (Vec<(Arc<str>, Subscriber)>, Option<u64>);
 
 /// The local subscribers of a room this node just handed away, for the relay that keeps
 /// serving them.
@@ -551,6 +557,12 @@ impl RelayState {
     /// The serving map gives the room to `owner`.
     fn follow(&mut self, myself: &ActorRef<RelayMsg>, owner: NodeId, handoff: bool) {
         self.target = owner;
+        if self.subscribers.is_empty() {
+            // No stream to keep whole: follow the new owner at once.
+            self.cursor.reset(owner);
+            self.epoch = None;
+            return;
+        }
         if owner == self.cursor.owner() {
             if let Some(timer) = self.follow_timer.take() {
                 timer.abort();
@@ -576,13 +588,15 @@ impl RelayState {
     fn absorb(
         &mut self,
         myself: &ActorRef<RelayMsg>,
-        reply: RpcReplyPort<(Vec<(Arc<str>, Subscriber)>, Option<u64>)>,
+        reply: RpcReplyPort<Absorbed>,
     ) {
         let map_version = self.node.cluster().map_or(0, |c| c.map_version());
         for (_, pending) in self.pending.drain() {
             pending.timer.abort();
             // Routed again, to the room on this node.
-            let _ = pending.reply.send(Err(NodeError::StaleRoute { map_version }));
+            let _ = pending
+                .reply
+                .send(Err(NodeError::StaleRoute { map_version }));
         }
         let subscribers: Vec<(Arc<str>, Subscriber)> = self.subscribers.drain().collect();
         if !subscribers.is_empty() {
