@@ -66,9 +66,7 @@ pub(crate) enum RelayMsg {
     FollowTimeout,
     /// This node owns the room now: answer with the subscribers and the last offset passed
     /// on to them, for the room to take over, and stop.
-    Absorb {
-        reply: RpcReplyPort<Absorbed>,
-    },
+    Absorb { reply: RpcReplyPort<Absorbed> },
     /// The room's owner went away: send everyone to resubscribe, then stop.
     Close,
     /// How many local connections are subscribed.
@@ -585,11 +583,7 @@ impl RelayState {
     }
 
     /// Hands the subscribers to the room (this node owns the room now) and stops.
-    fn absorb(
-        &mut self,
-        myself: &ActorRef<RelayMsg>,
-        reply: RpcReplyPort<Absorbed>,
-    ) {
+    fn absorb(&mut self, myself: &ActorRef<RelayMsg>, reply: RpcReplyPort<Absorbed>) {
         let map_version = self.node.cluster().map_or(0, |c| c.map_version());
         for (_, pending) in self.pending.drain() {
             pending.timer.abort();
