@@ -200,6 +200,16 @@ async fn cluster_status_of_a_node_without_cluster_runtime_is_503() -> anyhow::Re
     let response = api.call("cluster/remove", json!({"node_id": 2})).await?;
     assert_eq!(response.status, 503, "{response:?}");
     assert_eq!(response.json()?["error"]["code"], 108);
+    for (path, body) in [
+        ("cluster/drain", json!({"node_id": 2})),
+        ("shards/move", json!({"shard": 0, "to": 2})),
+        ("shards/split", json!({})),
+        ("shards/rebalance", json!({})),
+    ] {
+        let response = api.call(path, body).await?;
+        assert_eq!(response.status, 503, "{path}: {response:?}");
+        assert_eq!(response.json()?["error"]["code"], 108, "{path}");
+    }
     node.stop().await;
     Ok(())
 }

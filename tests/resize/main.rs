@@ -3,6 +3,9 @@
 //! subscriber that stayed subscribed, exactly once, in offset order, with nobody told to
 //! resubscribe (design.md promises 2–4). Each scenario prints its counts.
 
+#[path = "../api/http.rs"]
+mod http;
+
 use std::time::Duration;
 
 use starling_node::{AdminOp, NodeId, ShardId};
@@ -252,6 +255,105 @@ async fn a_shard_with_a_thousand_active_rooms_moves_whole() -> anyhow::Result<()
         .await?;
         assert_eq!(push.map(|p| p.offset), Ok(2));
     }
+    cluster.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shard_commands_over_http_report_what_they_did() -> anyhow::Result<()> {
+    use serde_json::json;
+    const KEY: &str = "resize-key";
+    let config = format!("{BASE_CONFIG}\n[http_api]\nkey = \"{KEY}\"\n");
+    let cluster = TestCluster::start(3, &config).await?;
+    let api = http::Api::new(cluster.member(2).node.http_addr, KEY);
+
+    // The key first, then the body's shape, then the command's sense.
+    let response = api
+        .raw("/api/shards/move", &[], br#"{"shard":0,"to":1}"#)
+        .await?;
+    assert_eq!(response.status, 401);
+    for (path, body) in [
+        ("shards/move", json!({"shard": 0})),
+        ("shards/move", json!({"shard": 0, "to": 1, "extra": true})),
+        ("shards/split", json!({"now": true})),
+        ("cluster/drain", json!({})),
+    ] {
+        let response = api.call(path, body).await?;
+        assert_eq!(response.status, 400, "{path}: {response:?}");
+        assert_eq!(response.json()?["error"]["code"], 107, "{path}");
+    }
+    let count = cluster.member(1).status().shard_count;
+    for body in [
+        json!({"shard": count, "to": 1}),
+        json!({"shard": 0, "to": 9}),
+    ] {
+        let response = api.call("shards/move", body.clone()).await?;
+        assert_eq!(response.status, 400, "{body}: {response:?}");
+        let reason = response.json()?["error"]["reason"].to_string();
+        assert!(
+            reason.contains("does not exist") || reason.contains("not a member"),
+            "{reason}"
+        );
+    }
+
+    // A move of a shard with a room in it, reported with its rooms and time.
+    let room = "http-moved";
+    let owner = cluster.owner_of(1, room);
+    cluster
+        .member(owner)
+        .node
+        .node
+        .publish_from_api(
+            room,
+            bytes::Bytes::from_static(b"{}"),
+            Default::default(),
+            false,
+        )
+        .await?;
+    let shard = shard_of(&cluster, room).0;
+    let to = owner % 3 + 1;
+    let response = api
+        .call("shards/move", json!({"shard": shard, "to": to}))
+        .await?;
+    assert_eq!(response.status, 200, "{response:?}");
+    let report = response.json()?;
+    assert_eq!(
+        report["moves"],
+        json!([{"shard": shard, "from": owner, "to": to}]),
+        "{report}"
+    );
+    assert_eq!(report["rooms"], 1, "{report}");
+    assert_eq!(report["incomplete"], 0, "{report}");
+    assert!(
+        report["handoff_ms"].is_u64() && report["elapsed_ms"].is_u64(),
+        "{report}"
+    );
+    // The status (of any member, once its state has caught up) lists the finished move.
+    let listed = starling_tests::eventually(Duration::from_secs(5), || async {
+        let Ok(response) = api.get("/api/cluster").await else {
+            return false;
+        };
+        let Ok(status) = response.json() else {
+            return false;
+        };
+        status["recent_handoffs"].as_array().is_some_and(|moves| {
+            moves.iter().any(|m| {
+                m["shard"] == json!(shard) && m["to"] == json!(to) && m["rooms"] == json!(1)
+            })
+        })
+    })
+    .await;
+    assert!(listed, "cluster status lists the move");
+
+    // A split doubles the shards; a rebalance then answers with what it moved.
+    let response = api.call("shards/split", json!({})).await?;
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(response.json()?["shard_count"], count * 2);
+    let response = api
+        .raw("/api/shards/rebalance", &[("X-API-Key", KEY)], b"")
+        .await?;
+    assert_eq!(response.status, 200, "{response:?}");
+    assert!(response.json()?["moves"].is_array());
     cluster.stop().await;
     Ok(())
 }

@@ -302,6 +302,37 @@ fn cluster_status_reports_a_one_node_cluster_and_refuses_a_bad_key() {
     let err = stderr_of(&out);
     assert!(err.contains("HTTP 404") && err.contains("node 9"), "{err}");
 
+    // The shard commands print what they did: node 7 already owns shard 3, so nothing moves;
+    // a split doubles the shards; a move to a stranger is refused with the reason.
+    let shards = |args: &[&str]| {
+        let mut all = vec!["shards"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--http-addr", addr.as_str(), "--api-key", API_KEY]);
+        starling(&all)
+    };
+    let out = shards(&["move", "--shard", "3", "--to", "7"]);
+    assert!(out.status.success(), "stderr: {}", stderr_of(&out));
+    let text = stdout_of(&out);
+    assert!(text.starts_with("moved shard 3 to node 7 in "), "{text}");
+    assert!(
+        text.contains("0 shard move(s)") && text.contains("256 shards"),
+        "{text}"
+    );
+    let out = shards(&["split"]);
+    assert!(out.status.success(), "stderr: {}", stderr_of(&out));
+    assert!(
+        stdout_of(&out).contains("512 shards"),
+        "{}",
+        stdout_of(&out)
+    );
+    let out = shards(&["move", "--shard", "3", "--to", "9"]);
+    assert_eq!(out.status.code(), Some(1), "stdout: {}", stdout_of(&out));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("HTTP 400") && err.contains("node 9 is not a member"),
+        "{err}"
+    );
+
     sigterm(&child.0);
     let exit = wait_exit(&mut child.0);
     assert!(exit.success(), "exit status {exit}");
