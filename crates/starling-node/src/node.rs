@@ -437,9 +437,24 @@ impl Node {
     /// node's room is refused with `StaleRoute`, and a room of a shard this node is still
     /// taking over starts waiting for its state (see `cluster::handoff`).
     fn room(&self, name: &str) -> Result<ActorRef<RoomMsg>, NodeError> {
-        if let Some(room) = self.inner.rooms.get(name) {
-            return Ok(room.clone());
+        match self.existing_room(name) {
+            Some(room) => Ok(room),
+            None => self.start_room(name, false),
         }
+    }
+
+    /// The room actor that takes a handed-off room's state: the one running, or a new one
+    /// waiting for the state, when this node owns the room.
+    pub(crate) fn room_for_handoff(&self, name: &str) -> Result<ActorRef<RoomMsg>, NodeError> {
+        match self.existing_room(name) {
+            Some(room) => Ok(room),
+            None => self.start_room(name, true),
+        }
+    }
+
+    /// Starts room `name` (unless another caller just did), waiting for a hand-off's state
+    /// when `for_handoff` or when its shard is still being taken over.
+    fn start_room(&self, name: &str, for_handoff: bool) -> Result<ActorRef<RoomMsg>, NodeError> {
         let options = self
             .resolve_channel(name)
             .map_err(NodeError::Channel)?
@@ -449,12 +464,12 @@ impl Node {
         // lock, so a map switch (the write side) either comes first and is obeyed here, or
         // comes after and finds this room to hand off.
         let serving = self.cluster().map(|cluster| cluster.read_serving());
-        let awaiting = match serving
+        let ownership = serving
             .as_ref()
             .zip(self.cluster())
-            .map(|(serving, cluster)| serving.ownership(name, cluster.node_id()))
-        {
-            None | Some(Ownership::Owned) => false,
+            .map(|(serving, cluster)| serving.ownership(name, cluster.node_id()));
+        let awaiting = match ownership {
+            None | Some(Ownership::Owned) => for_handoff,
             Some(Ownership::Incoming) => true,
             Some(Ownership::NotOwner { version }) => {
                 return Err(NodeError::StaleRoute {
@@ -484,50 +499,6 @@ impl Node {
                 Ok(room)
             }
         }
-    }
-
-    /// The room actor that takes a handed-off room's state: the one running, or a new one
-    /// waiting for the state, when this node owns the room.
-    pub(crate) fn room_for_handoff(&self, name: &str) -> Result<ActorRef<RoomMsg>, NodeError> {
-        if let Some(room) = self.existing_room(name) {
-            return Ok(room);
-        }
-        let cluster = self.cluster().ok_or(NodeError::Cluster {
-            reason: "no cluster".into(),
-        })?;
-        let options = self
-            .resolve_channel(name)
-            .map_err(NodeError::Channel)?
-            .options
-            .clone();
-        let serving = cluster.read_serving();
-        if let Ownership::NotOwner { version } = serving.ownership(name, cluster.node_id()) {
-            return Err(NodeError::StaleRoute {
-                map_version: version,
-            });
-        }
-        let key: Arc<str> = name.into();
-        let room = match self.inner.rooms.entry(key.clone()) {
-            Entry::Occupied(entry) => entry.get().clone(),
-            Entry::Vacant(entry) => {
-                let args = RoomArgs {
-                    name: key,
-                    options,
-                    node: self.clone(),
-                    epoch: new_epoch(),
-                    awaiting: true,
-                };
-                let (room, _start) = ractor::ActorRuntime::spawn_instant(None, RoomActor, args)
-                    .map_err(|error| NodeError::Spawn {
-                        what: "room",
-                        reason: error.to_string(),
-                    })?;
-                entry.insert(room.clone());
-                room
-            }
-        };
-        drop(serving);
-        Ok(room)
     }
 
     /// Removes `room` from the table if it is still the actor registered under `name`.

@@ -59,10 +59,8 @@ impl Node {
 
 /// Carries out `op` on this node, which must be the leader.
 pub(super) async fn on_leader(cluster: &Cluster, op: AdminOp) -> CallReply {
-    if !is_leader(cluster).await {
-        return CallReply::Refused(Refusal::NotLeader {
-            leader: cluster.leader(),
-        });
+    if let Err(refusal) = cluster.as_leader().await {
+        return refusal;
     }
     info!(?op, "operator command");
     let _running = Running::new(cluster);
@@ -102,11 +100,6 @@ impl Drop for Running<'_> {
     fn drop(&mut self) {
         self.0.admin_running.fetch_sub(1, Ordering::SeqCst);
     }
-}
-
-async fn is_leader(cluster: &Cluster) -> bool {
-    let guard = cluster.raft.read().await;
-    guard.as_ref().is_some_and(|raft| raft.is_leader())
 }
 
 /// Members that may take shards: alive and not draining (nor `except`).

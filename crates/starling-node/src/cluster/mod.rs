@@ -374,17 +374,28 @@ impl Cluster {
         self.handed_off.insert(room, (to, Instant::now()));
     }
 
+    /// The Raft node, if this node runs it and leads; otherwise the refusal to answer with.
+    pub(super) async fn as_leader(
+        &self,
+    ) -> Result<tokio::sync::RwLockReadGuard<'_, ClusterNode>, CallReply> {
+        let guard = self.raft.read().await;
+        let raft = tokio::sync::RwLockReadGuard::try_map(guard, Option::as_ref)
+            .map_err(|_| refused_failed("shutting down"))?;
+        if raft.is_leader() {
+            Ok(raft)
+        } else {
+            Err(CallReply::Refused(Refusal::NotLeader {
+                leader: self.leader(),
+            }))
+        }
+    }
+
     /// Proposes `command` on this node (the leader) and reports the outcome as a call answer.
     pub(crate) async fn propose(&self, command: ClusterCommand) -> CallReply {
-        let guard = self.raft.read().await;
-        let Some(raft) = guard.as_ref() else {
-            return refused_failed("shutting down");
+        let raft = match self.as_leader().await {
+            Ok(raft) => raft,
+            Err(refusal) => return refusal,
         };
-        if !raft.is_leader() {
-            return CallReply::Refused(Refusal::NotLeader {
-                leader: self.leader(),
-            });
-        }
         match raft.propose(command).await {
             Ok(_) => CallReply::Done,
             Err(error) => refused_failed(&error.to_string()),
@@ -619,15 +630,10 @@ impl Cluster {
 
     /// On the leader: adds `node_id`. Elsewhere: names the leader.
     async fn handle_join(&self, node_id: NodeId, info: NodeInfo) -> CallReply {
-        let guard = self.raft.read().await;
-        let Some(raft) = guard.as_ref() else {
-            return refused_failed("shutting down");
+        let raft = match self.as_leader().await {
+            Ok(raft) => raft,
+            Err(refusal) => return refusal,
         };
-        if !raft.is_leader() {
-            return CallReply::Refused(Refusal::NotLeader {
-                leader: self.leader(),
-            });
-        }
         match raft.add_member(node_id, info).await {
             Ok(role) => {
                 info!(%node_id, ?role, "member joined");
@@ -641,15 +647,10 @@ impl Cluster {
 
     /// On the leader: removes `node_id`, then moves its shards to live members.
     async fn handle_remove(&self, node_id: NodeId) -> CallReply {
-        let guard = self.raft.read().await;
-        let Some(raft) = guard.as_ref() else {
-            return refused_failed("shutting down");
+        let raft = match self.as_leader().await {
+            Ok(raft) => raft,
+            Err(refusal) => return refusal,
         };
-        if !raft.is_leader() {
-            return CallReply::Refused(Refusal::NotLeader {
-                leader: self.leader(),
-            });
-        }
         if node_id == self.node_id {
             return CallReply::Refused(Refusal::BadRequest {
                 reason: "the leader cannot remove itself; remove it through another member \
@@ -665,7 +666,7 @@ impl Cluster {
         let mut live = self.live_peers();
         live.push(self.node_id);
         live.retain(|&id| id != node_id);
-        match control::drain(raft, node_id, &live).await {
+        match control::drain(&raft, node_id, &live).await {
             Ok(()) => CallReply::Done,
             Err(error) => refused_failed(&error.to_string()),
         }
