@@ -2,10 +2,8 @@
 //! API does to WebSocket clients (publications with the returned offset, server-side
 //! subscribe and unsubscribe pushes in order, custom disconnects in the close frame).
 //!
-//! Requests go out through [`http`], a minimal HTTP/1.1 client on a `TcpStream`, so the
+//! Requests go out through `starling_tests::http`, a minimal HTTP/1.1 client on a `TcpStream`, so the
 //! tests need no HTTP client crate.
-
-mod http;
 
 use anyhow::{Context as _, ensure};
 use bytes::Bytes;
@@ -15,7 +13,7 @@ use starling_tests::{
     BASE_CONFIG, TestNode, WAIT, connect_as, eventually, next_pub, next_push_where, sub,
 };
 
-use crate::http::{Api, Response};
+use starling_tests::http::{Api, Response};
 
 const KEY: &str = "api-test-key";
 

@@ -3,9 +3,6 @@
 //! subscriber that stayed subscribed, exactly once, in offset order, with nobody told to
 //! resubscribe (design.md promises 2–4). Each scenario prints its counts.
 
-#[path = "../api/http.rs"]
-mod http;
-
 use std::time::Duration;
 
 use starling_node::{AdminOp, NodeId, ShardId};
@@ -265,7 +262,7 @@ async fn shard_commands_over_http_report_what_they_did() -> anyhow::Result<()> {
     const KEY: &str = "resize-key";
     let config = format!("{BASE_CONFIG}\n[http_api]\nkey = \"{KEY}\"\n");
     let cluster = TestCluster::start(3, &config).await?;
-    let api = http::Api::new(cluster.member(2).node.http_addr, KEY);
+    let api = starling_tests::http::Api::new(cluster.member(2).node.http_addr, KEY);
 
     // The key first, then the body's shape, then the command's sense.
     let response = api

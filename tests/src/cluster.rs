@@ -142,7 +142,8 @@ impl TestCluster {
     }
 
     /// Waits until every running member sees the same shard map version, a leader, every
-    /// running member alive, and every shard on a running member.
+    /// running member alive, every shard on a running member, and (when every member runs)
+    /// the map balanced with no move in progress.
     pub async fn settled(&self) -> anyhow::Result<()> {
         let running: Vec<u64> = self.running().map(|m| m.id).collect();
         let ok = eventually(Duration::from_secs(30), || async {
@@ -150,9 +151,11 @@ impl TestCluster {
             let Some(first) = statuses.first() else {
                 return true;
             };
+            let all_running = first.members.iter().all(|m| running.contains(&m.node_id));
             statuses.iter().all(|s| {
                 s.leader.is_some()
                     && s.shard_map_version == first.shard_map_version
+                    && (!all_running || (s.balanced && s.handoffs.is_empty()))
                     && s.members.iter().all(|m| {
                         let up = running.contains(&m.node_id);
                         m.alive == up && (m.shards > 0) == up

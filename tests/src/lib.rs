@@ -6,6 +6,7 @@
 
 pub mod checker;
 pub mod cluster;
+pub mod http;
 pub mod proxy;
 use std::future::Future;
 use std::net::SocketAddr;

@@ -207,6 +207,9 @@ pub struct ClusterStatus {
     pub shard_map_version: u64,
     /// Shards in the map.
     pub shard_count: u32,
+    /// Whether every shard sits on its rendezvous owner among the members that are not
+    /// draining (false: a rebalance has moves to make, or an operator placed shards by hand).
+    pub balanced: bool,
     /// Shard moves in progress.
     pub handoffs: Vec<HandoffStatus>,
     /// The last finished shard moves, oldest first.
@@ -616,6 +619,16 @@ impl Cluster {
             members,
             shard_map_version: state.shard_map.as_ref().map_or(0, |m| m.version()),
             shard_count: state.shard_map.as_ref().map_or(0, |m| m.shard_count()),
+            balanced: state.shard_map.as_ref().is_some_and(|map| {
+                let serving: Vec<NodeId> = state
+                    .members
+                    .keys()
+                    .copied()
+                    .filter(|id| !state.draining.contains(id))
+                    .collect();
+                starling_placement::plan_rebalance(map, &serving, &BTreeMap::new())
+                    .is_ok_and(|plan| plan.is_empty())
+            }),
             handoffs,
             recent_handoffs,
         }

@@ -10,16 +10,16 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use starling_tests::WAIT;
+use crate::WAIT;
 
 /// One HTTP response.
-pub(crate) struct Response {
+pub struct Response {
     /// Status code.
-    pub(crate) status: u16,
+    pub status: u16,
     /// Header lines as received, lower-cased names.
-    pub(crate) headers: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
     /// The body.
-    pub(crate) body: Vec<u8>,
+    pub body: Vec<u8>,
 }
 
 impl fmt::Debug for Response {
@@ -34,7 +34,7 @@ impl fmt::Debug for Response {
 
 impl Response {
     /// The value of the first header called `name` (lower case).
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+    pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n == name)
@@ -42,19 +42,20 @@ impl Response {
     }
 
     /// The body as JSON.
-    pub(crate) fn json(&self) -> anyhow::Result<Value> {
+    pub fn json(&self) -> anyhow::Result<Value> {
         serde_json::from_slice(&self.body).with_context(|| format!("body is not JSON: {self:?}"))
     }
 }
 
 /// The server API of one node.
-pub(crate) struct Api {
+pub struct Api {
     addr: SocketAddr,
     key: String,
 }
 
 impl Api {
-    pub(crate) fn new(addr: SocketAddr, key: &str) -> Api {
+    /// The API of the node whose client plane listens on `addr`, called with `key`.
+    pub fn new(addr: SocketAddr, key: &str) -> Api {
         Api {
             addr,
             key: key.to_owned(),
@@ -62,7 +63,7 @@ impl Api {
     }
 
     /// `POST /api/<method>` with the key and `body` as JSON.
-    pub(crate) async fn call(&self, method: &str, body: Value) -> anyhow::Result<Response> {
+    pub async fn call(&self, method: &str, body: Value) -> anyhow::Result<Response> {
         let path = format!("/api/{method}");
         let body = body.to_string();
         self.raw(&path, &[("X-API-Key", &self.key)], body.as_bytes())
@@ -70,13 +71,13 @@ impl Api {
     }
 
     /// `GET path` with the key.
-    pub(crate) async fn get(&self, path: &str) -> anyhow::Result<Response> {
+    pub async fn get(&self, path: &str) -> anyhow::Result<Response> {
         self.request("GET", path, &[("X-API-Key", &self.key)], b"")
             .await
     }
 
     /// `POST path` with exactly these headers and body bytes.
-    pub(crate) async fn raw(
+    pub async fn raw(
         &self,
         path: &str,
         headers: &[(&str, &str)],
@@ -86,7 +87,7 @@ impl Api {
     }
 
     /// `method path` with exactly these headers and body bytes.
-    pub(crate) async fn request(
+    pub async fn request(
         &self,
         method: &str,
         path: &str,
