@@ -161,18 +161,31 @@ pub(crate) enum RoomMsg {
     Fresh,
     /// Timer: waited too long for a state or for the relay's subscribers.
     AwaitTimeout,
+    /// Timer: a handed-off room has passed on what still reached it for long enough.
+    Retire,
 }
 
-/// Whether the room serves, or waits for a hand-off.
+/// Whether the room serves, waits for a hand-off, or was handed off.
 enum Mode {
     Ready,
-    /// Created for a shard this node is taking over: messages are held until the state
-    /// arrives or the hand-off ends without one.
+    /// Created for a shard this node is taking over: messages are held (with when they came)
+    /// until the state arrives or the hand-off ends without one.
     Awaiting {
-        held: Vec<RoomMsg>,
+        held: Vec<(tokio::time::Instant, RoomMsg)>,
         timer: Option<tokio::task::AbortHandle>,
     },
+    /// Handed to `to`: off the table, and for a little while still passing on the
+    /// unsubscribes that were already on their way here.
+    Gone {
+        to: NodeId,
+    },
 }
+
+/// How long a handed-off room lingers to pass late messages on.
+const GONE_LINGER: Duration = Duration::from_secs(5);
+/// Held calls older than this are dropped when the room starts serving: their callers gave up
+/// (room calls time out after 5 s) and will have retried.
+const HELD_MAX: Duration = Duration::from_secs(4);
 
 /// Whether the actor goes on after a message.
 #[derive(PartialEq, Eq)]
@@ -275,6 +288,14 @@ impl Actor for RoomActor {
         state: &mut RoomState,
     ) -> Result<(), ActorProcessingErr> {
         let now = unix_now_ms();
+        if let Mode::Gone { to } = state.mode {
+            if matches!(msg, RoomMsg::Retire) {
+                myself.stop(None);
+            } else {
+                state.pass_on(msg, to);
+            }
+            return Ok(());
+        }
         let held = match msg {
             RoomMsg::Resume { state: wire, relay } => state.resume(*wire, relay).await,
             RoomMsg::Fresh => match state.mode {
@@ -282,7 +303,7 @@ impl Actor for RoomActor {
                     state.start_fresh();
                     state.become_ready()
                 }
-                Mode::Ready => Vec::new(),
+                _ => Vec::new(),
             },
             RoomMsg::AwaitTimeout => {
                 if !matches!(state.mode, Mode::Ready) {
@@ -293,17 +314,28 @@ impl Actor for RoomActor {
             }
             other if !matches!(state.mode, Mode::Ready) => {
                 if let Mode::Awaiting { held, .. } = &mut state.mode {
-                    held.push(other);
+                    held.push((tokio::time::Instant::now(), other));
                 }
                 return Ok(());
             }
-            other => vec![other],
+            other => vec![(tokio::time::Instant::now(), other)],
         };
         if !matches!(state.mode, Mode::Ready) {
             return Ok(());
         }
-        for msg in held {
+        let mut held = held.into_iter();
+        while let Some((at, msg)) = held.next() {
+            if at.elapsed() > HELD_MAX && waits_for_answer(&msg) {
+                debug!(room = %state.name, "held call outlived its caller; dropped");
+                continue;
+            }
             if state.handle_ready(&myself, msg, now).await == Flow::Stop {
+                // Handed off while messages were held: they follow the room.
+                if let Mode::Gone { to } = state.mode {
+                    for (_, msg) in held {
+                        state.pass_on(msg, to);
+                    }
+                }
                 return Ok(());
             }
         }
@@ -404,14 +436,13 @@ impl RoomState {
                 map_version,
                 reply,
             } => {
-                let shipped = state.hand_off(to, shard, map_version).await;
-                state.node.forget_room(&state.name, myself);
-                myself.stop(None);
+                let shipped = state.hand_off(myself, to, shard, map_version).await;
+                let _ = myself.send_after(GONE_LINGER, || RoomMsg::Retire);
                 let _ = reply.send(shipped);
                 return Flow::Stop;
             }
             // Only an awaiting room takes these; `handle` answers them before this.
-            RoomMsg::Resume { .. } | RoomMsg::Fresh | RoomMsg::AwaitTimeout => {}
+            RoomMsg::Resume { .. } | RoomMsg::Fresh | RoomMsg::AwaitTimeout | RoomMsg::Retire => {}
         }
         Flow::Continue
     }
@@ -598,38 +629,30 @@ impl RoomState {
         sent
     }
 
-    /// Ships the room to `to` (see `cluster::handoff`): the state on this node's link to it,
-    /// `Moved` to every other node with subscribers, and the local subscribers into a relay
-    /// following `to`. Without a link to `to` the subscribers resubscribe instead.
-    async fn hand_off(&mut self, to: NodeId, shard: ShardId, map_version: u64) -> bool {
+    /// Ships the room to `to` (see `cluster::handoff`). Its successors come first, before
+    /// anything is awaited, so that nothing sent to the room from here on is lost: the local
+    /// subscribers move into a relay following `to`, the node remembers where the room went,
+    /// and the room leaves the table (what still reaches this actor is passed on, `pass_on`).
+    /// Then the state goes to `to` on this node's link, after the publications already sent
+    /// there, and `Moved` to every other node with subscribers. If the state cannot be shipped
+    /// everyone is told to resubscribe instead.
+    async fn hand_off(
+        &mut self,
+        myself: &ActorRef<RoomMsg>,
+        to: NodeId,
+        shard: ShardId,
+        map_version: u64,
+    ) -> bool {
         let Some(cluster) = self.node.cluster().cloned() else {
             return false;
         };
         let me = cluster.node_id();
-        let wire = room_state_to_wire(&self.name, &self.room, &self.remote, me);
-        let frame = Frame::Handoff(HandoffMsg::Room {
+        let frame = shippable(
+            room_state_to_wire(&self.name, &self.room, &self.remote, me),
             shard,
             map_version,
-            state: Box::new(wire),
-        });
-        if !cluster.send_reliably(to, frame).await {
-            warn!(room = %self.name, %to, "no link to the new owner; subscribers resubscribe");
-            self.relinquish();
-            return false;
-        }
-        self.node.metrics().handoff_room_sent();
-        for &node in self.relay_nodes.keys() {
-            if node == to {
-                continue;
-            }
-            let moved = Frame::FromRoom {
-                room: self.name.to_string(),
-                msg: FromRoom::Moved { to },
-            };
-            if !cluster.send_reliably(node, moved).await {
-                debug!(room = %self.name, %node, "relay node unreachable for the move");
-            }
-        }
+        );
+        let position = self.room.position();
         let clients: Vec<Arc<str>> = self
             .room
             .subscribers()
@@ -642,7 +665,6 @@ impl RoomState {
             }
         }
         if !subscribers.is_empty() {
-            let position = self.room.position();
             let taken_over = TakenOver {
                 subscribers,
                 last: position.offset,
@@ -656,11 +678,80 @@ impl RoomState {
             }
         }
         cluster.remember_handoff(self.name.clone(), to);
+        self.node.forget_room(&self.name, myself);
+        self.mode = Mode::Gone { to };
+        let relay_nodes: Vec<NodeId> = std::mem::take(&mut self.relay_nodes)
+            .into_keys()
+            .filter(|&node| node != to)
+            .collect();
         self.remote.clear();
-        self.relay_nodes.clear();
         self.count_active();
-        debug!(room = %self.name, %to, "room handed off");
-        true
+
+        let shipped = match frame {
+            Some(frame) => cluster.send_reliably(to, frame).await,
+            None => false,
+        };
+        let msg = if shipped {
+            self.node.metrics().handoff_room_sent();
+            FromRoom::Moved { to }
+        } else {
+            warn!(room = %self.name, %to, "room state not shipped; subscribers resubscribe");
+            if let Some(relay) = self.node.relay_actor(&self.name) {
+                let _ = relay.send_message(RelayMsg::Close);
+            }
+            FromRoom::Closed
+        };
+        for node in relay_nodes {
+            let frame = Frame::FromRoom {
+                room: self.name.to_string(),
+                msg: msg.clone(),
+            };
+            if !cluster.send_reliably(node, frame).await {
+                debug!(room = %self.name, %node, "relay node unreachable for the move");
+            }
+        }
+        debug!(room = %self.name, %to, shipped, "room handed off");
+        shipped
+    }
+
+    /// A handed-off room's answer to what still reaches it: leaving clients are passed on to
+    /// whoever holds their subscription now; calls are dropped, so their callers route again.
+    fn pass_on(&self, msg: RoomMsg, to: NodeId) {
+        let Some(cluster) = self.node.cluster() else {
+            return;
+        };
+        match msg {
+            RoomMsg::Unsubscribe { client_id, notify } => {
+                if let Some(relay) = self.node.relay_actor(&self.name) {
+                    let _ = relay.send_message(RelayMsg::Unsubscribe { client_id, notify });
+                }
+            }
+            RoomMsg::RemoteUnsubscribe { from, client } => {
+                let forwarded = Frame::ToRoom {
+                    room: self.name.to_string(),
+                    msg: starling_cluster::ToRoom::ForwardedUnsubscribe {
+                        client: client.to_string(),
+                        origin: from,
+                    },
+                };
+                if !cluster.send(to, forwarded) {
+                    debug!(room = %self.name, %to, "unsubscribe not passed on: no link");
+                }
+            }
+            RoomMsg::RemoteSubscribe { from, req, .. } => {
+                let refused = Frame::FromRoom {
+                    room: self.name.to_string(),
+                    msg: FromRoom::Refused {
+                        req,
+                        refusal: starling_cluster::Refusal::NotOwner {
+                            map_version: cluster.map_version(),
+                        },
+                    },
+                };
+                let _ = cluster.send(from, refused);
+            }
+            _ => {}
+        }
     }
 
     /// Takes the state a room's old owner shipped, and the subscribers of this node's relay of
@@ -669,7 +760,7 @@ impl RoomState {
         &mut self,
         wire: WireRoomState,
         relay: Option<ActorRef<RelayMsg>>,
-    ) -> Vec<RoomMsg> {
+    ) -> Vec<(tokio::time::Instant, RoomMsg)> {
         if !matches!(self.mode, Mode::Awaiting { .. }) {
             warn!(room = %self.name, "handed-off state for a room already serving; dropped");
             return Vec::new();
@@ -687,6 +778,7 @@ impl RoomState {
             Ok(room) => self.room = room,
             Err(error) => {
                 warn!(room = %self.name, %error, "handed-off state unusable; starting afresh");
+                self.start_fresh();
                 return self.become_ready();
             }
         }
@@ -782,36 +874,20 @@ impl RoomState {
     }
 
     /// Serves from now on; returns the messages held meanwhile, in order.
-    fn become_ready(&mut self) -> Vec<RoomMsg> {
+    fn become_ready(&mut self) -> Vec<(tokio::time::Instant, RoomMsg)> {
         match std::mem::replace(&mut self.mode, Mode::Ready) {
-            Mode::Ready => Vec::new(),
             Mode::Awaiting { held, timer } => {
                 if let Some(timer) = timer {
                     timer.abort();
                 }
                 held
             }
-        }
-    }
-
-    /// Every subscriber resubscribes through the new owner (the room could not be shipped).
-    fn relinquish(&mut self) {
-        let local: Vec<Arc<str>> = self
-            .room
-            .subscribers()
-            .map(|(client, _)| Arc::<str>::from(client))
-            .collect();
-        for client in &local {
-            if self.room.unsubscribe(client).is_some() {
-                self.node.metrics().subscriptions_removed(1);
+            Mode::Ready => Vec::new(),
+            gone @ Mode::Gone { .. } => {
+                self.mode = gone;
+                Vec::new()
             }
-            self.node.resubscribe_client(client, &self.name);
         }
-        self.relay_out(FromRoom::Closed);
-        self.remote.clear();
-        self.relay_nodes.clear();
-        self.count_active();
-        debug!(room = %self.name, subscribers = local.len(), "room handed over");
     }
 
     fn unsubscribe(&mut self, client_id: &str, notify: Option<UnsubscribeCode>) {
@@ -877,6 +953,46 @@ impl RoomState {
             let delay = Duration::from_millis(u64::try_from((at - now).max(1)).unwrap_or(1));
             self.trim_timer = Some(myself.send_after(delay, || RoomMsg::Trim).abort_handle());
         }
+    }
+}
+
+/// Whether a message's sender waits for an answer (and gives up after a timeout).
+fn waits_for_answer(msg: &RoomMsg) -> bool {
+    matches!(
+        msg,
+        RoomMsg::Subscribe { .. }
+            | RoomMsg::Publish { .. }
+            | RoomMsg::RemoveHistory { .. }
+            | RoomMsg::SubscriberCount { .. }
+            | RoomMsg::History { .. }
+            | RoomMsg::Presence { .. }
+            | RoomMsg::PresenceStats { .. }
+            | RoomMsg::RemoteSubscribe { .. }
+    )
+}
+
+/// The hand-off frame of a room's state, within the frame size limit: history is halved from
+/// the oldest end until it fits (recovery from that far back then answers `recovered: false`,
+/// as after a trim). `None` when even the state without history does not fit.
+fn shippable(mut wire: WireRoomState, shard: ShardId, map_version: u64) -> Option<Frame> {
+    loop {
+        let frame = Frame::Handoff(HandoffMsg::Room {
+            shard,
+            map_version,
+            state: Box::new(wire),
+        });
+        if starling_cluster::encode(&frame).is_ok() {
+            return Some(frame);
+        }
+        let Frame::Handoff(HandoffMsg::Room { state, .. }) = frame else {
+            return None;
+        };
+        wire = *state;
+        if wire.history.is_empty() {
+            return None;
+        }
+        let keep = wire.history.len() / 2;
+        wire.history.drain(..wire.history.len() - keep);
     }
 }
 

@@ -46,14 +46,16 @@ use super::{Cluster, Route, info_to_wire, publications_to_wire};
 use crate::node::Node;
 use crate::room_actor::{RoomMsg, Subscriber};
 
-/// How long a new owner waits for a shard's rooms before starting them afresh (the old owner
-/// went silent), and a relay for the old owner's last frame.
-pub(crate) const HANDOFF_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a new owner waits without progress (no room arriving) before starting the rest
+/// of a shard's rooms afresh (the old owner went silent), and a relay for the old owner's last
+/// frame. Below the 5 s that callers wait for a room, so what the rooms held meanwhile is
+/// still answered.
+pub(crate) const HANDOFF_TIMEOUT: Duration = Duration::from_secs(4);
 /// Bytes of history one room's hand-off carries at most: well inside the 16 MiB frame limit,
 /// with room for presence and the subscriber list.
 const HISTORY_BUDGET: usize = 8 * 1024 * 1024;
-/// Attempts at telling the leader a hand-off is done.
-const COMPLETE_ATTEMPTS: usize = 50;
+/// Attempts at telling the leader a hand-off is done before each further one is logged.
+const COMPLETE_ATTEMPTS: u32 = 50;
 
 /// The shard map a node routes and sequences by, and the shards it is taking over.
 #[derive(Debug, Default)]
@@ -70,6 +72,8 @@ struct Incoming {
     from: NodeId,
     version: u64,
     since: Instant,
+    /// When the last room arrived (or the hand-off began).
+    progress: Instant,
     rooms: u32,
 }
 
@@ -179,6 +183,7 @@ pub(super) fn follow(node: &Node, cluster: &Arc<Cluster>, state: &ClusterState, 
                         from: handoff.from,
                         version: handoff.version,
                         since: Instant::now(),
+                        progress: Instant::now(),
                         rooms: 0,
                     },
                 );
@@ -395,7 +400,7 @@ pub(super) fn spawn_receiver(
                     state,
                 } => {
                     // The sender may be a map version ahead of this node.
-                    cluster.wait_for_map(map_version).await;
+                    catch_up(&cluster, map_version).await;
                     take_room(&node, &cluster, from, *state);
                 }
                 HandoffMsg::Done {
@@ -403,13 +408,22 @@ pub(super) fn spawn_receiver(
                     map_version,
                     rooms,
                 } => {
-                    cluster.wait_for_map(map_version).await;
+                    catch_up(&cluster, map_version).await;
                     finish(&node, &cluster, shard, Some(from), rooms);
                 }
             }
         }
     })
     .abort_handle()
+}
+
+/// Waits (up to [`HANDOFF_TIMEOUT`]) until this node serves map `version`: a hand-off frame
+/// may overtake the Raft entry that makes this node the owner.
+async fn catch_up(cluster: &Cluster, version: u64) {
+    let deadline = Instant::now() + HANDOFF_TIMEOUT;
+    while cluster.map_version() < version && Instant::now() < deadline {
+        cluster.wait_for_map(version).await;
+    }
 }
 
 /// Gives a shipped room's state to the room actor here (created waiting for it when needed).
@@ -431,6 +445,7 @@ fn take_room(node: &Node, cluster: &Cluster, from: NodeId, state: WireRoomState)
             && let Some(incoming) = serving.incoming.get_mut(&shard)
         {
             incoming.rooms += 1;
+            incoming.progress = Instant::now();
         }
     }
     node.metrics().handoff_room_received();
@@ -500,13 +515,13 @@ pub(super) fn finish(
     );
 }
 
-/// Incoming shards whose old owner has been silent past [`HANDOFF_TIMEOUT`].
+/// Incoming shards whose old owner has sent nothing for [`HANDOFF_TIMEOUT`].
 pub(super) fn overdue(cluster: &Cluster) -> Vec<ShardId> {
     cluster
         .read_serving()
         .incoming
         .iter()
-        .filter(|(_, incoming)| incoming.since.elapsed() >= HANDOFF_TIMEOUT)
+        .filter(|(_, incoming)| incoming.progress.elapsed() >= HANDOFF_TIMEOUT)
         .map(|(shard, _)| *shard)
         .collect()
 }
@@ -583,7 +598,18 @@ fn propose_completion(
 ) {
     let cluster = Arc::clone(cluster);
     tokio::spawn(async move {
-        for _ in 0..COMPLETE_ATTEMPTS {
+        let pending = |cluster: &Cluster| {
+            cluster
+                .state()
+                .handoffs
+                .get(&shard)
+                .is_some_and(|h| h.version == version)
+        };
+        // Until some leader has committed it: a stuck record would block the shard's next
+        // move, splits and drains.
+        let mut attempt = 0u32;
+        while pending(&cluster) {
+            attempt += 1;
             let reply = match cluster.leader() {
                 Some((leader, _)) if leader == cluster.node_id => {
                     let command = ClusterCommand::CompleteHandoff {
@@ -615,9 +641,11 @@ fn propose_completion(
             if matches!(reply, CallReply::Done) {
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            if attempt == COMPLETE_ATTEMPTS {
+                warn!(%shard, version, "the end of a hand-off is not committed yet; still trying");
+            }
+            tokio::time::sleep(Duration::from_millis(200).saturating_mul(attempt.min(10))).await;
         }
-        warn!(%shard, version, "could not record the end of a hand-off");
     });
 }
 

@@ -19,10 +19,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use starling_cluster::{CallReply, Frame, FromRoom, Refusal, ToRoom, WirePosition};
+use starling_cluster::{Call, CallReply, Frame, FromRoom, Refusal, ToRoom, WirePosition};
 use starling_placement::NodeId;
 use starling_protocol::{
     ClientInfo, Join, Leave, Publication, Push, StreamPosition, SubscribeResult,
@@ -360,7 +359,9 @@ impl RelayState {
                 return false;
             }
             FromRoom::Closed => {
-                if from == self.cursor.owner() {
+                // From the node followed, or from the room's new owner: either way the stream
+                // the subscribers are on has ended.
+                if from == self.cursor.owner() || from == self.target {
                     self.close(myself);
                     myself.stop(None);
                     return true;
@@ -519,22 +520,9 @@ impl RelayState {
             limit: i32::try_from(missing).unwrap_or(i32::MAX),
             reverse: false,
         };
-        // Routed like any history call, so it reaches whichever node owns the room now; but
-        // never this node's own room, which may be waiting for this relay's subscribers.
-        let history = if self.node.cluster().is_some_and(|c| c.owns(&self.name)) {
-            Err(NodeError::RoomUnavailable {
-                room: self.name.to_string(),
-            })
-        } else {
-            tokio::time::timeout(
-                CALL_TIMEOUT + Duration::from_secs(1),
-                self.node.history(&self.name, query),
-            )
-            .await
-            .unwrap_or(Err(NodeError::PeerUnavailable {
-                node: self.target.0,
-            }))
-        };
+        // Asked of the node followed, then of the room's new owner — never of this node, whose
+        // own room may be waiting for this relay's subscribers (a call would wait on a call).
+        let history = self.history_from_owners(query).await;
         match history {
             Ok(page) => {
                 for publication in page.publications {
@@ -552,13 +540,72 @@ impl RelayState {
         }
     }
 
+    /// A history page from the node followed or the room's new owner, whichever answers.
+    async fn history_from_owners(
+        &self,
+        query: starling_room::HistoryQuery,
+    ) -> Result<starling_room::HistoryPage, NodeError> {
+        let Some(cluster) = self.node.cluster() else {
+            return Err(NodeError::PeerUnavailable {
+                node: self.target.0,
+            });
+        };
+        let mut owners = vec![self.cursor.owner()];
+        if self.target != self.cursor.owner() {
+            owners.push(self.target);
+        }
+        let mut last_error = NodeError::PeerUnavailable {
+            node: self.target.0,
+        };
+        for owner in owners.into_iter().filter(|&o| o != cluster.node_id()) {
+            let call = Call::History {
+                map_version: cluster.map_version(),
+                room: self.name.to_string(),
+                since: query.since.as_ref().map(position_to_wire),
+                limit: query.limit,
+                reverse: query.reverse,
+            };
+            match cluster.call(owner, call).await {
+                Ok(CallReply::History { publications, .. }) => {
+                    return Ok(starling_room::HistoryPage {
+                        publications: publications
+                            .into_iter()
+                            .map(|p| Arc::new(publication_from_wire(p)))
+                            .collect(),
+                        position: self
+                            .epoch
+                            .clone()
+                            .map(|epoch| StreamPosition { offset: 0, epoch })
+                            .unwrap_or_default(),
+                    });
+                }
+                Ok(other) => last_error = unexpected(other),
+                Err(error) => last_error = error,
+            }
+        }
+        Err(last_error)
+    }
+
     /// The serving map gives the room to `owner`.
     fn follow(&mut self, myself: &ActorRef<RelayMsg>, owner: NodeId, handoff: bool) {
         self.target = owner;
-        if self.subscribers.is_empty() {
+        if self.subscribers.is_empty() && self.pending.is_empty() {
             // No stream to keep whole: follow the new owner at once.
             self.cursor.reset(owner);
             self.epoch = None;
+            return;
+        }
+        if self.node.cluster().is_some_and(|c| c.node_id() == owner) {
+            // The room comes to this node: its actor takes the subscribers (`Absorb`) or, if
+            // it starts without a state, closes this relay. Only if neither happens in time
+            // do the subscribers resubscribe.
+            if self.follow_timer.is_none() {
+                self.follow_timer = Some(
+                    myself
+                        .send_after(HANDOFF_TIMEOUT * 2, || RelayMsg::FollowTimeout)
+                        .abort_handle(),
+                );
+            }
             return;
         }
         if owner == self.cursor.owner() {
