@@ -565,9 +565,18 @@ fn follow_relays(node: &Node, cluster: &Cluster) {
             // subscribers (or for the hand-off to end without it).
             if owner != cluster.node_id {
                 node.set_relay_owner(&name, cluster.node_id);
+                // A hand-off (recorded in the state until the leader commits its end) brings
+                // the room with this relay's subscribers; after a failover nothing will, and
+                // they resubscribe to the room here at once.
+                let recorded = state.shard_map.as_ref().is_some_and(|map| {
+                    state
+                        .handoffs
+                        .get(&map.shard_of_room(&name))
+                        .is_some_and(|h| h.to == cluster.node_id)
+                });
                 let _ = relay.send_message(super::RelayMsg::Follow {
                     owner: cluster.node_id,
-                    handoff: cluster.owns_incoming(&name),
+                    handoff: recorded || cluster.owns_incoming(&name),
                 });
             }
             continue;

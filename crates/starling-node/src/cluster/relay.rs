@@ -595,7 +595,7 @@ impl RelayState {
             self.epoch = None;
             return;
         }
-        if self.node.cluster().is_some_and(|c| c.node_id() == owner) {
+        if handoff && self.node.cluster().is_some_and(|c| c.node_id() == owner) {
             // The room comes to this node: its actor takes the subscribers (`Absorb`) or, if
             // it starts without a state, closes this relay. Only if neither happens in time
             // do the subscribers resubscribe.
