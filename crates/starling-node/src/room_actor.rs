@@ -437,7 +437,8 @@ impl RoomState {
                 reply,
             } => {
                 let shipped = state.hand_off(myself, to, shard, map_version).await;
-                let _ = myself.send_after(GONE_LINGER, || RoomMsg::Retire);
+                // The timer runs on without its handle; the actor stops when it fires.
+                drop(myself.send_after(GONE_LINGER, || RoomMsg::Retire));
                 let _ = reply.send(shipped);
                 return Flow::Stop;
             }
