@@ -8,17 +8,18 @@
 //!
 //! - **The old owner** stops creating the shard's rooms at once (room creation checks the
 //!   serving map under its read lock, and the switch takes the write lock, so the switch sees
-//!   every room there is). Each room actor gets `RoomMsg::HandOff`: it ships its state
-//!   (offset, epoch, history, presence, subscribers) to the new owner on the old owner's
-//!   link, tells every relay node `FromRoom::Moved`, turns its local subscribers into a relay
-//!   that follows the new owner, and stops. Messages still in its mailbox die with it; their
-//!   senders retry and are routed to the new owner. Then `HandoffMsg::Done` ends the shard.
+//!   every room there is). Each room actor gets `RoomMsg::HandOff`: it turns its local
+//!   subscribers into a relay that follows the new owner and leaves the table, then ships its
+//!   state (offset, epoch, history, presence, subscribers) to the new owner on the old owner's
+//!   link and tells every relay node `FromRoom::Moved`. For a few seconds more it passes on
+//!   the unsubscribes that still reach it; calls that reach it are dropped, and their senders
+//!   route again, to the new owner. Then `HandoffMsg::Done` ends the shard.
 //! - **The new owner** marks the shard *incoming*: rooms of it are created waiting
-//!   (`RoomMsg` buffered in the actor) until their state arrives (`RoomMsg::Resume`) or the
+//!   (`RoomMsg` held in the actor) until their state arrives (`RoomMsg::Resume`) or the
 //!   shard's `Done` says there is none (`RoomMsg::Fresh`). A relay it had for such a room
-//!   hands its subscribers to the room (`RoomMsg::Adopt`). After `Done`, or after
-//!   [`HANDOFF_TIMEOUT`] when the old owner went silent, it asks the leader to commit the end
-//!   of the hand-off.
+//!   hands its subscribers to the room (`RelayMsg::Absorb`). After `Done`, or after
+//!   [`HANDOFF_TIMEOUT`] without progress when the old owner went silent, it asks the leader
+//!   to commit the end of the hand-off.
 //! - **Other nodes' relays** take frames from the old owner until its `Moved`, holding the new
 //!   owner's meanwhile (`starling_room::RelayCursor`), so their subscribers see every offset
 //!   once, in order, and are never told to resubscribe.
