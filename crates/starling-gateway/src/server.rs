@@ -32,8 +32,14 @@ pub fn router(node: Node) -> Router {
         .route("/api/cluster/remove", any(crate::api::cluster::remove))
         .route("/api/cluster/drain", any(crate::api::cluster::drain))
         .route("/api/shards/move", any(crate::api::cluster::move_shard))
-        .route("/api/shards/split", any(crate::api::cluster::split))
-        .route("/api/shards/rebalance", any(crate::api::cluster::rebalance))
+        .route(
+            "/api/shards/split",
+            any(crate::api::cluster::shards_without_arguments),
+        )
+        .route(
+            "/api/shards/rebalance",
+            any(crate::api::cluster::shards_without_arguments),
+        )
         .route("/api/{method}", any(crate::api::handle))
         .route("/metrics", get(crate::metrics::metrics))
         .route("/healthz", get(|| async { "ok\n" }))

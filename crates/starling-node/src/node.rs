@@ -970,16 +970,20 @@ impl Node {
             .await
     }
 
+    /// Every open connection's actor (a copy, so no table guard outlives the call).
+    fn connection_refs(&self) -> Vec<ActorRef<ConnectionMsg>> {
+        self.inner
+            .connections
+            .iter()
+            .map(|entry| entry.value().clone())
+            .collect()
+    }
+
     /// Closes every client connection with `shutdown` (3001: reconnect advised), one after
     /// another, evenly over `spread`, so a drained node's clients come back to the other nodes
     /// at a rate their admission control absorbs (promise 9).
     pub(crate) async fn advise_reconnect(&self, spread: Duration) {
-        let connections: Vec<ActorRef<ConnectionMsg>> = self
-            .inner
-            .connections
-            .iter()
-            .map(|entry| entry.value().clone())
-            .collect();
+        let connections = self.connection_refs();
         let count = connections.len();
         info!(
             connections = count,
@@ -1002,12 +1006,7 @@ impl Node {
     /// Disconnects every client with `shutdown` (3001, reconnect advised), then waits, up to
     /// `grace`, for the connections to close.
     pub async fn shutdown(&self, grace: Duration) {
-        let connections: Vec<ActorRef<ConnectionMsg>> = self
-            .inner
-            .connections
-            .iter()
-            .map(|entry| entry.value().clone())
-            .collect();
+        let connections = self.connection_refs();
         info!(connections = connections.len(), "disconnecting clients");
         for connection in &connections {
             let _ =

@@ -13,7 +13,7 @@
 
 use axum::body::{Body, to_bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use starling_node::{AdminOp, AdminReport, Node, NodeError};
@@ -189,30 +189,22 @@ pub(crate) async fn move_shard(
     .await
 }
 
-/// `POST /api/shards/split`: doubles the shard count (no room changes owner).
-pub(crate) async fn split(
+/// `POST /api/shards/split` (doubles the shard count; no room changes owner) and
+/// `POST /api/shards/rebalance` (moves shards to their rendezvous owners, a few at a time):
+/// the path names the command, the body is empty or `{}`.
+pub(crate) async fn shards_without_arguments(
     State(node): State<Node>,
+    uri: Uri,
     http_method: Method,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    admin(node, http_method, headers, body, "{}", |_: NoArguments| {
+    let op = if uri.path().ends_with("/split") {
         AdminOp::Split
-    })
-    .await
-}
-
-/// `POST /api/shards/rebalance`: moves shards to their rendezvous owners, a few at a time.
-pub(crate) async fn rebalance(
-    State(node): State<Node>,
-    http_method: Method,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    admin(node, http_method, headers, body, "{}", |_: NoArguments| {
+    } else {
         AdminOp::Rebalance
-    })
-    .await
+    };
+    admin(node, http_method, headers, body, "{}", |_: NoArguments| op).await
 }
 
 /// What the shard commands answer.

@@ -46,7 +46,12 @@ impl Node {
             match reply {
                 CallReply::Admin(report) => return Ok(report),
                 CallReply::Refused(Refusal::NotLeader { .. }) => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    // An election is under way: ask again once another leader is known (or
+                    // after half a second).
+                    let mut metrics = cluster.raft_handle.metrics();
+                    let before = metrics.borrow().current_leader;
+                    let elected = metrics.wait_for(|m| m.current_leader != before);
+                    let _ = tokio::time::timeout(Duration::from_millis(500), elected).await;
                 }
                 other => return Err(unexpected(other)),
             }
@@ -284,7 +289,13 @@ async fn commit_and_wait(
     let version = match propose(cluster, ClusterCommand::HandoffPlan { base_version, plan }).await {
         Ok(version) => version.unwrap_or(base_version + 1),
         Err(Proposal::Stale) => {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            // Plan again once the map or the hand-offs in flight have changed (the rejection
+            // itself may have been the only news).
+            wait_for(cluster, |s| {
+                s.shard_map.as_ref().map(|m| m.version()) != Some(base_version)
+                    || shards.iter().all(|shard| !s.handoffs.contains_key(shard))
+            })
+            .await;
             return Ok(false);
         }
         Err(Proposal::Failed(reply)) => return Err(reply),

@@ -71,23 +71,7 @@ async fn answer_call(node: &Node, call: Call) -> CallReply {
         Call::Info => CallReply::Info(node.info_to_wire()),
         Call::Heartbeat => CallReply::Done,
         Call::Remove { node_id } => cluster.handle_remove(node_id).await,
-        Call::HandoffDone {
-            shard,
-            version,
-            rooms,
-            millis,
-            complete,
-        } => {
-            cluster
-                .propose(starling_cluster::ClusterCommand::CompleteHandoff {
-                    shard,
-                    version,
-                    rooms,
-                    millis,
-                    complete,
-                })
-                .await
-        }
+        done @ Call::HandoffDone { .. } => super::handoff::commit_completion(cluster, done).await,
         Call::Admin(op) => super::admin::on_leader(cluster, op).await,
         Call::Publish {
             map_version,

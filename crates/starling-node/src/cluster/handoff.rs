@@ -155,6 +155,19 @@ pub(super) fn follow(node: &Node, cluster: &Arc<Cluster>, state: &ClusterState, 
         return;
     };
     let me = cluster.node_id;
+    {
+        // Most ticks have nothing to do: no new map, no sweep, no hand-off anywhere. Then
+        // the write lock, which every route on the publish path would wait for, is not taken.
+        let serving = cluster.read_serving();
+        let idle = !sweep
+            && serving.version() == new_map.version()
+            && state.handoffs.is_empty()
+            && serving.incoming.is_empty()
+            && serving.finished.is_empty();
+        if idle {
+            return;
+        }
+    }
     let mut released = Vec::new();
     let mut abandoned = Vec::new();
     let mut outgoing: Vec<Outgoing> = Vec::new();
@@ -607,10 +620,16 @@ fn propose_completion(
     complete: bool,
 ) {
     let cluster = Arc::clone(cluster);
+    let done = Call::HandoffDone {
+        shard,
+        version,
+        rooms,
+        millis,
+        complete,
+    };
     tokio::spawn(async move {
-        let pending = |cluster: &Cluster| {
-            cluster
-                .state()
+        let pending = move |state: &ClusterState| {
+            state
                 .handoffs
                 .get(&shard)
                 .is_some_and(|h| h.version == version)
@@ -618,34 +637,21 @@ fn propose_completion(
         // Until some leader has committed it: a stuck record would block the shard's next
         // move, splits and drains.
         let mut attempt = 0u32;
-        while pending(&cluster) {
+        let mut applied = cluster.state.clone();
+        while pending(&cluster.state()) {
             attempt += 1;
             let reply = match cluster.leader() {
                 Some((leader, _)) if leader == cluster.node_id => {
-                    let command = ClusterCommand::CompleteHandoff {
-                        shard,
-                        version,
-                        rooms,
-                        millis,
-                        complete,
-                    };
-                    cluster.propose(command).await
+                    commit_completion(&cluster, done.clone()).await
                 }
-                Some((leader, _)) => cluster
-                    .call(
-                        leader,
-                        Call::HandoffDone {
-                            shard,
-                            version,
-                            rooms,
-                            millis,
-                            complete,
-                        },
-                    )
-                    .await
-                    .unwrap_or(CallReply::Refused(starling_cluster::Refusal::NotLeader {
-                        leader: None,
-                    })),
+                Some((leader, _)) => {
+                    cluster
+                        .call(leader, done.clone())
+                        .await
+                        .unwrap_or(CallReply::Refused(starling_cluster::Refusal::NotLeader {
+                            leader: None,
+                        }))
+                }
                 None => CallReply::Refused(starling_cluster::Refusal::NotLeader { leader: None }),
             };
             if matches!(reply, CallReply::Done) {
@@ -654,9 +660,38 @@ fn propose_completion(
             if attempt == COMPLETE_ATTEMPTS {
                 warn!(%shard, version, "the end of a hand-off is not committed yet; still trying");
             }
-            tokio::time::sleep(Duration::from_millis(200).saturating_mul(attempt.min(10))).await;
+            // Try again once the record is gone (another path committed it) or after a
+            // growing pause (no leader yet).
+            let backoff = Duration::from_millis(200).saturating_mul(attempt.min(10));
+            let _ = tokio::time::timeout(backoff, applied.wait_for(|s| !pending(s))).await;
         }
     });
+}
+
+/// On the leader: commits the end of a hand-off that a new owner reported
+/// ([`Call::HandoffDone`]).
+pub(super) async fn commit_completion(cluster: &Cluster, done: Call) -> CallReply {
+    let Call::HandoffDone {
+        shard,
+        version,
+        rooms,
+        millis,
+        complete,
+    } = done
+    else {
+        return CallReply::Refused(starling_cluster::Refusal::BadRequest {
+            reason: "not a hand-off report".into(),
+        });
+    };
+    cluster
+        .propose(ClusterCommand::CompleteHandoff {
+            shard,
+            version,
+            rooms,
+            millis,
+            complete,
+        })
+        .await
 }
 
 /// Presence entries shipped with a room, back in client-protocol form.
