@@ -253,6 +253,8 @@ pub(crate) struct Cluster {
     /// Operator commands running on this node (as leader): the control loop leaves the map
     /// to them meanwhile instead of rebalancing under them.
     admin_running: std::sync::atomic::AtomicUsize,
+    /// Woken whenever an outbound link comes up.
+    link_up: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -307,6 +309,7 @@ pub async fn start_cluster(
         handoffs,
         handed_off: DashMap::new(),
         admin_running: std::sync::atomic::AtomicUsize::new(0),
+        link_up: tokio::sync::Notify::new(),
         node_id: settings.node_id,
         endpoint: std::sync::Mutex::new(Some(Arc::new(endpoint))),
         local_addr,
@@ -451,16 +454,18 @@ impl Cluster {
     /// Queues `frame` on the outbound link to `peer`, waiting while the queue is full: for
     /// frames that must not be dropped (hand-offs). False when there is no link.
     pub(crate) async fn send_reliably(&self, peer: NodeId, frame: Frame) -> bool {
-        // A member that just joined may not have its link up yet: give it a moment.
+        // A member that just joined may not have its link up yet: wait (bounded) for it.
         let deadline = Instant::now() + LINK_WAIT;
         loop {
+            let link_up = self.link_up.notified();
             let sender = self.peers.get(&peer).map(|s| s.clone());
             match sender {
                 Some(sender) => return sender.send(frame).await.is_ok(),
-                None if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                None => {
+                    if tokio::time::timeout_at(deadline, link_up).await.is_err() {
+                        return false;
+                    }
                 }
-                None => return false,
             }
         }
     }

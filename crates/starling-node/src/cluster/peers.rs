@@ -111,6 +111,7 @@ async fn maintain_link(
                 backoff = FIRST_REDIAL;
                 logged_failure = false;
                 cluster.peers.insert(peer, link.sender());
+                cluster.link_up.notify_waiters();
                 run_link(&node, &cluster, link).await;
                 cluster.peers.remove(&peer);
                 warn!(%peer, %addr, "cluster link lost");
