@@ -112,6 +112,19 @@ impl HistoryRing {
         self.trim_to_size(size);
     }
 
+    /// Takes back the last assigned offset, if it is `offset`: the ring ends one earlier, as
+    /// if that publication had never been made.
+    pub(crate) fn pop_top(&mut self, offset: u64) -> bool {
+        if offset == 0 || offset != self.top {
+            return false;
+        }
+        if self.entries.back().is_some_and(|p| p.offset == offset) {
+            self.entries.pop_back();
+        }
+        self.top -= 1;
+        true
+    }
+
     /// Adopts an already validated contiguous run ending at `top`.
     pub(crate) fn from_parts(top: u64, entries: VecDeque<Arc<Publication>>) -> Self {
         Self { top, entries }

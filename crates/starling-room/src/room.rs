@@ -146,6 +146,30 @@ impl<S> Room<S> {
         publication
     }
 
+    /// Appends a publication another node sequenced (a replica following its shard's owner):
+    /// kept as given, offset and time included. Refused unless it is the next offset, so a
+    /// replica never holds a history with a hole; the caller then asks for the whole state.
+    pub fn append(&mut self, publication: Arc<Publication>, now_ms: i64) -> Result<(), RoomError> {
+        let expected = self.history.next_offset();
+        if publication.offset != expected {
+            return Err(RoomError::HistoryNotContiguous {
+                expected,
+                found: publication.offset,
+            });
+        }
+        self.history.trim_expired(self.options.ttl(), now_ms);
+        self.history.push(&publication, self.options.history_size);
+        Ok(())
+    }
+
+    /// Takes back `publication`, the last one [`publish`](Self::publish) made, when it cannot
+    /// be acknowledged (the shard's replica did not confirm it): its offset goes to the next
+    /// publication. Only the top can be taken back, so the stream never has a hole; `false`
+    /// when `publication` is not the top.
+    pub fn retract(&mut self, publication: &Publication) -> bool {
+        self.history.pop_top(publication.offset)
+    }
+
     /// A publication that bypasses the stream (the server API's `skip_history`): no offset
     /// (0), not kept in history, stamped with `now_ms`. Centrifugo publishes these without a
     /// stream position too, so SDKs leave their recovery position alone when they see one.
@@ -364,6 +388,63 @@ mod tests {
 
     fn room(history_size: usize, history_ttl_ms: i64) -> Room<u32> {
         Room::new(opts(history_size, history_ttl_ms), EPOCH.to_owned())
+    }
+
+    #[test]
+    fn a_replica_appends_only_the_next_offset_and_keeps_it_as_sequenced() {
+        let mut owner = room(3, 0);
+        let mut replica = room(3, 0);
+        for now in 1..=5 {
+            publish(&mut owner, now);
+        }
+        let shipped: Vec<Arc<Publication>> = owner.retained().cloned().collect();
+        assert!(
+            replica.append(Arc::clone(&shipped[1]), 10).is_err(),
+            "offset 4 before 3"
+        );
+        let mut replica = Room::<u32>::resume(
+            opts(3, 0),
+            StreamPosition {
+                offset: 2,
+                epoch: EPOCH.into(),
+            },
+            [],
+        )
+        .unwrap();
+        for publication in &shipped {
+            replica.append(Arc::clone(publication), 10).unwrap();
+        }
+        assert_eq!(replica.position(), owner.position());
+        let times: Vec<i64> = replica.retained().map(|p| p.time).collect();
+        assert_eq!(times, vec![3, 4, 5], "kept as the owner stamped them");
+        assert!(
+            replica.append(Arc::clone(&shipped[2]), 10).is_err(),
+            "no duplicate"
+        );
+    }
+
+    #[test]
+    fn a_retracted_publication_leaves_no_trace_and_its_offset_is_reused() {
+        let mut room = room(3, 0);
+        publish(&mut room, 1);
+        let second = room.publish(Bytes::from_static(b"{}"), None, BTreeMap::new(), 2);
+        let third = room.publish(Bytes::from_static(b"{}"), None, BTreeMap::new(), 3);
+        assert!(!room.retract(&second), "only the top can be taken back");
+        assert!(room.retract(&third));
+        assert_eq!(room.position().offset, 2);
+        let kept: Vec<u64> = room.retained().map(|p| p.offset).collect();
+        assert_eq!(kept, vec![1, 2]);
+        assert_eq!(
+            publish(&mut room, 4),
+            3,
+            "the next publication takes its offset"
+        );
+        // Without history the offset still goes back.
+        let mut bare = super::tests::room(0, 0);
+        let first = bare.publish(Bytes::from_static(b"{}"), None, BTreeMap::new(), 1);
+        assert!(bare.retract(&first));
+        assert_eq!(bare.position().offset, 0);
+        assert!(!bare.retract(&first), "nothing left to take back");
     }
 
     fn publish(room: &mut Room<u32>, now_ms: i64) -> u64 {
