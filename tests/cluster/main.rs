@@ -200,14 +200,34 @@ async fn one_copy_per_other_node_with_subscribers() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// [`BASE_CONFIG`] without shard replicas.
+fn without_replicas() -> String {
+    format!("{BASE_CONFIG}\n[cluster]\nreplication_factor = 1\n")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killing_an_owner_moves_its_shards_and_clients_resubscribe() -> anyhow::Result<()> {
+async fn killing_an_owner_hands_its_shards_to_their_replicas_with_nothing_lost()
+-> anyhow::Result<()> {
     let mut cluster = TestCluster::start(3, BASE_CONFIG).await?;
     let room = cluster.room_owned_by(3, "failover-");
     let (client, _) = connect_as(&cluster.member(1).node, "survivor", Encoding::Json).await?;
     let before = client.subscribe(sub(&room)).await?;
-    let (watcher, _) = connect_as(&cluster.member(2).node, "watcher", Encoding::Json).await?;
-    watcher.subscribe(sub(&room)).await?;
+    // Acknowledged by the owner, which has them on the replica first.
+    let api = cluster.member(2).node.node.clone();
+    let mut acked = Vec::new();
+    for n in 0..3 {
+        let position = api
+            .publish_from_api(
+                &room,
+                json(serde_json::json!({ "n": n })),
+                Default::default(),
+                false,
+            )
+            .await?
+            .expect("a position");
+        acked.push(position.offset);
+        next_pub(&client, &room).await?;
+    }
     // The victim holds a presence entry in a room owned by node 1.
     let presence_room = cluster.room_owned_by(1, "presence-");
     let (victim, _) = connect_as(&cluster.member(3).node, "victim", Encoding::Json).await?;
@@ -219,7 +239,8 @@ async fn killing_an_owner_moves_its_shards_and_clients_resubscribe() -> anyhow::
     cluster.kill(3).await;
     drop(victim);
 
-    // The subscriber on node 1 is told to resubscribe (2500) once the shard has a new owner.
+    // The subscriber on node 1 is told to resubscribe (2500) once the shard has a new owner:
+    // the shard's replica.
     let code = next_push_where(&client, |push| {
         (push.channel == room).then_some(push.unsubscribe?.code)
     });
@@ -230,10 +251,59 @@ async fn killing_an_owner_moves_its_shards_and_clients_resubscribe() -> anyhow::
         moved_within < Duration::from_secs(10),
         "took {moved_within:?}"
     );
-    let new_owner = cluster.owner_of(1, &room);
-    assert_ne!(new_owner, 3);
+    assert_ne!(cluster.owner_of(1, &room), 3);
 
-    // Resubscribing with recovery gets a new epoch and recovered: false.
+    // Resubscribing with recovery continues the same stream: same epoch, every acknowledged
+    // publication recovered, and the next publication takes the next offset.
+    let again = client
+        .subscribe(SubscribeRequest {
+            recover: true,
+            offset: before.offset,
+            epoch: before.epoch.clone(),
+            ..sub(&room)
+        })
+        .await?;
+    assert_eq!(again.epoch, before.epoch, "the replica continues the epoch");
+    assert!(again.recovered, "nothing acknowledged was lost");
+    let offsets: Vec<u64> = again.publications.iter().map(|p| p.offset).collect();
+    assert_eq!(offsets, acked);
+    let next = api
+        .publish_from_api(
+            &room,
+            json(serde_json::json!({"after": "failover"})),
+            Default::default(),
+            false,
+        )
+        .await?
+        .expect("a position");
+    assert_eq!(next.offset, acked[2] + 1);
+    assert_eq!(next_pub(&client, &room).await?.offset, next.offset);
+
+    // Promise 10: the dead node's presence entries go within seconds.
+    let gone = eventually(TEST_FAILOVER * 3, || {
+        let owner1 = owner1.clone();
+        let room = presence_room.clone();
+        async move { owner1.presence(&room).await.is_ok_and(|p| p.is_empty()) }
+    })
+    .await;
+    assert!(gone, "presence of the dead node's clients was purged");
+    cluster.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_an_owner_without_replicas_restarts_its_rooms() -> anyhow::Result<()> {
+    let mut cluster = TestCluster::start(3, &without_replicas()).await?;
+    let room = cluster.room_owned_by(3, "failover-");
+    let (client, _) = connect_as(&cluster.member(1).node, "survivor", Encoding::Json).await?;
+    let before = client.subscribe(sub(&room)).await?;
+    cluster.kill(3).await;
+    let code = next_push_where(&client, |push| {
+        (push.channel == room).then_some(push.unsubscribe?.code)
+    });
+    let code = tokio::time::timeout(TEST_FAILOVER * 5, code).await??;
+    assert_eq!(code, 2500);
+    // Without a copy the room restarts: a new epoch and recovered: false.
     let again = client
         .subscribe(SubscribeRequest {
             recover: true,
@@ -248,15 +318,6 @@ async fn killing_an_owner_moves_its_shards_and_clients_resubscribe() -> anyhow::
         .publish(&room, json(serde_json::json!({"after": "failover"})))
         .await?;
     next_pub(&client, &room).await?;
-
-    // Promise 10: the dead node's presence entries go within seconds.
-    let gone = eventually(TEST_FAILOVER * 3, || {
-        let owner1 = owner1.clone();
-        let room = presence_room.clone();
-        async move { owner1.presence(&room).await.is_ok_and(|p| p.is_empty()) }
-    })
-    .await;
-    assert!(gone, "presence of the dead node's clients was purged");
     cluster.stop().await;
     Ok(())
 }

@@ -117,6 +117,7 @@ impl TestCluster {
             shard_count: self.shard_count,
             failover_timeout: TEST_FAILOVER,
             drain_reconnect_spread: Duration::from_secs(2),
+            replication_factor: config.cluster.replication_factor,
         };
         // A restart rebinds the old UDP port, which the previous endpoint may release a moment
         // after its shutdown returns.

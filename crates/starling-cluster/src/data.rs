@@ -163,6 +163,23 @@ pub enum Call {
     },
     /// An operator command (sent to the leader).
     Admin(AdminOp),
+    /// The owner of `room` copies one publication to the shard's replica before
+    /// acknowledging it. Answered [`CallReply::Done`], or [`CallReply::NeedState`] when the
+    /// replica does not hold the room at the previous offset in this epoch.
+    Replicate {
+        /// The room.
+        room: String,
+        /// Its epoch.
+        epoch: String,
+        /// The publication, as sequenced.
+        publication: WirePublication,
+    },
+    /// The owner of a room gives the shard's replica the room's whole state (when the replica
+    /// is new to it, or asked with [`CallReply::NeedState`]).
+    ReplicaState {
+        /// The state.
+        state: Box<WireRoomState>,
+    },
 }
 
 /// An operator command on the shard map, carried out by the leader.
@@ -292,6 +309,8 @@ impl Call {
             Call::Heartbeat => "Heartbeat",
             Call::HandoffDone { .. } => "HandoffDone",
             Call::Admin(_) => "Admin",
+            Call::Replicate { .. } => "Replicate",
+            Call::ReplicaState { .. } => "ReplicaState",
         }
     }
 }
@@ -348,6 +367,8 @@ pub enum CallReply {
     Info(WireNodeInfo),
     /// What an operator command did.
     Admin(AdminReport),
+    /// The replica lacks the room's state; send it ([`Call::ReplicaState`]).
+    NeedState,
     /// Not done; why.
     Refused(Refusal),
 }

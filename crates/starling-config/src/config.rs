@@ -100,6 +100,8 @@ pub struct ClusterConfig {
     /// Once drained (`starling cluster drain`), the node closes its client connections with a
     /// reconnect advice spread evenly over this long.
     pub drain_reconnect_spread: GoDuration,
+    /// Copies of each shard: 2 keeps a replica on another member, 1 none.
+    pub replication_factor: usize,
 }
 
 impl Default for ClusterConfig {
@@ -114,6 +116,7 @@ impl Default for ClusterConfig {
             shard_count: 256,
             failover_timeout: GoDuration::from_secs(3),
             drain_reconnect_spread: GoDuration::from_secs(10),
+            replication_factor: 2,
         }
     }
 }

@@ -179,6 +179,13 @@ impl Config {
                 "must be between 1s and 60s",
             ));
         }
+        if !(1..=2).contains(&cluster.replication_factor) {
+            return Err(invalid(
+                "cluster.replication_factor",
+                cluster.replication_factor.to_string(),
+                "must be 1 (no replica) or 2 (one replica per shard)",
+            ));
+        }
         Ok(())
     }
 
@@ -654,6 +661,19 @@ mod tests {
             c.cluster.shard_count = good;
             c.validate().unwrap();
         }
+    }
+
+    #[test]
+    fn cluster_replication_factor_is_one_or_two() {
+        for bad in [0, 3] {
+            let mut c = Config::default();
+            c.cluster.replication_factor = bad;
+            let e = c.validate().expect_err("invalid").to_string();
+            assert!(e.contains("cluster.replication_factor"), "{e}");
+        }
+        let mut c = Config::default();
+        c.cluster.replication_factor = 1;
+        assert!(c.validate().is_ok());
     }
 
     #[test]

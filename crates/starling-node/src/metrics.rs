@@ -79,6 +79,8 @@ pub struct Metrics {
     handoffs_incomplete: AtomicU64,
     handoff_last_millis: AtomicU64,
     relay_follows: AtomicU64,
+    replicated: AtomicU64,
+    unreplicated: AtomicU64,
     /// Error replies and disconnects by code. Not a hot path: only failures take the lock.
     errors_by_code: Mutex<BTreeMap<u32, u64>>,
     command_latency: [Histogram; METHODS.len()],
@@ -134,6 +136,11 @@ pub struct MetricsSnapshot {
     /// Relays here that followed their room to a new owner without their subscribers
     /// resubscribing.
     pub relay_follows: u64,
+    /// Publications (or whole room states) the shard's replica confirmed before the ack.
+    pub replicated: u64,
+    /// Publications acknowledged without the replica's confirmation (it did not answer in
+    /// time, or was down).
+    pub unreplicated: u64,
 }
 
 impl Metrics {
@@ -162,6 +169,8 @@ impl Metrics {
             handoffs_incomplete: self.handoffs_incomplete.load(Relaxed),
             handoff_last_millis: self.handoff_last_millis.load(Relaxed),
             relay_follows: self.relay_follows.load(Relaxed),
+            replicated: self.replicated.load(Relaxed),
+            unreplicated: self.unreplicated.load(Relaxed),
         }
     }
 
@@ -230,6 +239,14 @@ impl Metrics {
             self.handoffs_incomplete.fetch_add(1, Relaxed);
         }
         self.handoff_last_millis.store(millis, Relaxed);
+    }
+
+    pub(crate) fn replicated(&self) {
+        self.replicated.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn unreplicated(&self) {
+        self.unreplicated.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn relay_followed(&self) {
@@ -383,6 +400,16 @@ impl Metrics {
                 "starling_handoffs_incomplete_total",
                 "Shards taken over without the old owner's rooms (it went silent; the rooms restarted).",
                 s.handoffs_incomplete,
+            ),
+            (
+                "starling_replicated_total",
+                "Publications and room states the shard's replica confirmed before the publish was acknowledged.",
+                s.replicated,
+            ),
+            (
+                "starling_unreplicated_total",
+                "Publications acknowledged without the replica's confirmation (replica down or late).",
+                s.unreplicated,
             ),
             (
                 "starling_relay_follows_total",

@@ -25,7 +25,7 @@ use starling_protocol::{
     ClientInfo, DisconnectCode, Encoding, Publication, SubscribeResult, UnsubscribeCode,
 };
 use starling_room::{HistoryPage, HistoryQuery, PresenceStats};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use starling_cluster::{Call, CallReply, FromRoom};
 use starling_placement::NodeId;
@@ -39,7 +39,7 @@ use crate::error::NodeError;
 use crate::metrics::Metrics;
 use crate::outbound::Outbound;
 use crate::rate::TokenBucket;
-use crate::room_actor::{RoomActor, RoomArgs, RoomMsg, SubscribeParams};
+use crate::room_actor::{Published, RoomActor, RoomArgs, RoomMsg, SubscribeParams};
 use crate::transport::TransportMode;
 
 /// How many times a room call is retried when the room stopped between lookup and delivery.
@@ -477,16 +477,28 @@ impl Node {
                 });
             }
         };
+        if awaiting {
+            debug!(room = %name, for_handoff, "room starts waiting for a hand-off's state");
+        }
         let key: Arc<str> = name.into();
         match self.inner.rooms.entry(key.clone()) {
             Entry::Occupied(entry) => Ok(entry.get().clone()),
             Entry::Vacant(entry) => {
+                // A room this node replicated goes on from the copy (the owner died and the
+                // shard came here); a hand-off's state, when one comes, replaces it.
+                let resume = if awaiting {
+                    None
+                } else {
+                    self.cluster()
+                        .and_then(|cluster| cluster.take_replica(name))
+                };
                 let args = RoomArgs {
                     name: key,
                     options,
                     node: self.clone(),
                     epoch: new_epoch(),
                     awaiting,
+                    resume,
                 };
                 // spawn_instant does not await pre_start, so this runs under the entry guard
                 // without an await; messages queue until the actor is up.
@@ -729,6 +741,13 @@ impl Node {
         }
     }
 
+    /// Asks every room here to give its shard's replica its state, if the replica changed.
+    pub(crate) fn sync_replicas(&self) {
+        for (_, room) in self.room_refs() {
+            let _ = room.send_message(RoomMsg::SyncReplica);
+        }
+    }
+
     /// A member was declared dead: every room owned here drops its presence entries and its
     /// relay count for that node.
     pub(crate) fn member_down(&self, member: NodeId) {
@@ -810,7 +829,7 @@ impl Node {
         info: Option<ClientInfo>,
         tags: BTreeMap<String, String>,
         skip_history: bool,
-    ) -> Result<(Arc<Publication>, Arc<str>), NodeError> {
+    ) -> Result<Published, NodeError> {
         self.resolve_channel(room)?;
         self.at_owner(
             room,
@@ -857,7 +876,7 @@ impl Node {
         info: Option<ClientInfo>,
         tags: BTreeMap<String, String>,
         skip_history: bool,
-    ) -> Result<(Arc<Publication>, Arc<str>), NodeError> {
+    ) -> Result<Published, NodeError> {
         self.call_room(room, |reply| RoomMsg::Publish {
             data: data.clone(),
             info: info.clone(),
@@ -865,7 +884,7 @@ impl Node {
             skip_history,
             reply,
         })
-        .await
+        .await?
     }
 
     /// History of room `room` (Centrifugo semantics for `since`, `limit`, `reverse`), from its

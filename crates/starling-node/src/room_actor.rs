@@ -35,9 +35,10 @@ use starling_placement::{NodeId, ShardId};
 
 use crate::clock::unix_now_ms;
 use crate::cluster::{
-    HANDOFF_TIMEOUT, RelayMsg, TakenOver, info_to_wire, position_to_wire, publication_from_wire,
-    publication_to_wire, publications_to_wire, room_state_to_wire,
+    Cluster, HANDOFF_TIMEOUT, RelayMsg, TakenOver, info_to_wire, position_to_wire,
+    publication_from_wire, publication_to_wire, publications_to_wire, room_state_to_wire,
 };
+use crate::error::NodeError;
 use crate::node::Node;
 use crate::outbound::Outbound;
 
@@ -83,6 +84,9 @@ pub(crate) struct SubscribeParams {
     pub(crate) expires_in: Option<u32>,
 }
 
+/// An accepted publication and the epoch of the room that gave it its offset.
+pub(crate) type Published = (Arc<Publication>, Arc<str>);
+
 /// Messages a [`RoomActor`] handles.
 #[derive(Debug)]
 pub(crate) enum RoomMsg {
@@ -102,7 +106,8 @@ pub(crate) enum RoomMsg {
         /// Centrifugo's `skip_history`: no offset, not kept (see `Room::ephemeral`).
         skip_history: bool,
         /// The publication and the room's epoch, which together give its stream position.
-        reply: RpcReplyPort<(Arc<Publication>, Arc<str>)>,
+        /// Fails when the shard's replica did not confirm the publication (taken back then).
+        reply: RpcReplyPort<Result<Published, NodeError>>,
     },
     /// Drop the retained publications, keep the stream position.
     RemoveHistory {
@@ -163,6 +168,9 @@ pub(crate) enum RoomMsg {
     AwaitTimeout,
     /// Timer: a handed-off room has passed on what still reached it for long enough.
     Retire,
+    /// The shard's replica may have changed: give a new one the room's state now, so that it
+    /// holds the room even before the next publication.
+    SyncReplica,
 }
 
 /// Whether the room serves, waits for a hand-off, or was handed off.
@@ -181,6 +189,8 @@ enum Mode {
     },
 }
 
+/// How long the owner waits for the replica's answer before going on without it.
+const REPLICA_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a handed-off room lingers to pass late messages on.
 const GONE_LINGER: Duration = Duration::from_secs(5);
 /// Held calls older than this are dropped when the room starts serving: their callers gave up
@@ -205,6 +215,9 @@ pub(crate) struct RoomArgs {
     pub(crate) epoch: String,
     /// Wait for a hand-off's state before serving.
     pub(crate) awaiting: bool,
+    /// Continue from this position and history (this node held the room's replica and owns
+    /// the room now).
+    pub(crate) resume: Option<(StreamPosition, Vec<Arc<Publication>>)>,
 }
 
 pub(crate) struct RoomState {
@@ -228,6 +241,8 @@ pub(crate) struct RoomState {
     /// Clients a shipped state lists as connected to this node: the local relay's subscribers,
     /// until it hands them over. Those it does not hand over left meanwhile.
     adopting: HashSet<Arc<str>>,
+    /// The replica that holds this room's state up to the last publication, if one does.
+    synced_replica: Option<NodeId>,
 }
 
 impl Actor for RoomActor {
@@ -248,13 +263,30 @@ impl Actor for RoomActor {
                 timer: Some(await_timer(&myself)),
             }
         } else {
+            // The replica learns of the room (its epoch) before anything happens in it, so a
+            // failover continues even a room without publications in the same epoch.
+            let _ = myself.send_message(RoomMsg::SyncReplica);
             Mode::Ready
+        };
+        let room = match args.resume {
+            Some((position, history)) => match Room::resume(options, position.clone(), history) {
+                Ok(room) => {
+                    debug!(room = %args.name, offset = position.offset, "room continues from its replica");
+                    room
+                }
+                Err(error) => {
+                    warn!(room = %args.name, %error, "replica copy unusable; starting afresh");
+                    Room::new(options, args.epoch)
+                }
+            },
+            None => Room::new(options, args.epoch),
         };
         Ok(RoomState {
             mode,
             adopting: HashSet::new(),
-            epoch: args.epoch.as_str().into(),
-            room: Room::new(options, args.epoch),
+            synced_replica: None,
+            epoch: room.epoch().into(),
+            room,
             join_leave: args.options.join_leave,
             name: args.name,
             node: args.node,
@@ -288,6 +320,14 @@ impl Actor for RoomActor {
         state: &mut RoomState,
     ) -> Result<(), ActorProcessingErr> {
         let now = unix_now_ms();
+        if matches!(msg, RoomMsg::SyncReplica) {
+            // No idle check after this one: a new room sends it to itself before the request
+            // that created it, which must still find the room.
+            if matches!(state.mode, Mode::Ready) {
+                state.sync_if_replica_changed().await;
+            }
+            return Ok(());
+        }
         if let Mode::Gone { to } = state.mode {
             if matches!(msg, RoomMsg::Retire) {
                 myself.stop(None);
@@ -297,7 +337,12 @@ impl Actor for RoomActor {
             return Ok(());
         }
         let held = match msg {
-            RoomMsg::Resume { state: wire, relay } => state.resume(*wire, relay).await,
+            RoomMsg::Resume { state: wire, relay } => {
+                let held = state.resume(*wire, relay).await;
+                // This node's replica of the shard gets the room as it arrived.
+                let _ = myself.send_message(RoomMsg::SyncReplica);
+                held
+            }
             RoomMsg::Fresh => match state.mode {
                 Mode::Awaiting { .. } => {
                     state.start_fresh();
@@ -366,7 +411,13 @@ impl RoomState {
                 let publication = if skip_history {
                     state.room.ephemeral(data, info, tags, now)
                 } else {
-                    state.room.publish(data, info, tags, now)
+                    let publication = state.room.publish(data, info, tags, now);
+                    // On the replica before anyone sees it or the publisher hears back.
+                    if let Err(error) = state.replicate(&publication).await {
+                        let _ = reply.send(Err(error));
+                        return Flow::Continue;
+                    }
+                    publication
                 };
                 state.fan_out_publication(&publication);
                 // Only rooms with subscribers on other nodes pay for the wire form.
@@ -375,13 +426,17 @@ impl RoomState {
                         state.relay_out(FromRoom::Publication(publication_to_wire(&publication)));
                     state.node.metrics().cluster_copies(copies);
                 }
-                let _ = reply.send((publication, Arc::clone(&state.epoch)));
+                let _ = reply.send(Ok((publication, Arc::clone(&state.epoch))));
                 state.node.metrics().publication_in();
             }
             RoomMsg::RemoveHistory { reply } => {
                 state.room.remove_history();
+                // The replica's copy gets the emptied history too.
+                state.synced_replica = None;
+                state.sync_if_replica_changed().await;
                 let _ = reply.send(());
             }
+            RoomMsg::SyncReplica => state.sync_if_replica_changed().await,
             RoomMsg::SubscriberCount { reply } => {
                 let _ = reply.send(state.room.subscriber_count());
             }
@@ -449,7 +504,7 @@ impl RoomState {
     }
 }
 
-fn room_options(options: &ChannelOptions) -> RoomOptions {
+pub(crate) fn room_options(options: &ChannelOptions) -> RoomOptions {
     RoomOptions {
         history_size: options.history_size,
         history_ttl_ms: i64::try_from(options.history_ttl.0.as_millis()).unwrap_or(i64::MAX),
@@ -577,7 +632,7 @@ impl RoomState {
             },
         ) {
             // No link to the subscriber's node: its relay times out and the client retries.
-            debug!(room = %self.name, node = %from, "subscribe answer not sent: no link");
+            warn!(room = %self.name, node = %from, "subscribe answer not sent: no link");
             return;
         }
         if let Some(previous) = self.remote.insert(client.clone(), from) {
@@ -713,6 +768,86 @@ impl RoomState {
         }
         debug!(room = %self.name, %to, shipped, "room handed off");
         shipped
+    }
+
+    /// Puts `publication` on the shard's replica before anyone sees it: waits for the
+    /// replica's answer, and sends the whole state instead when the replica does not hold the
+    /// room in this epoch at the previous offset. A shard without a replica (replication factor
+    /// 1, or no other live member) needs nothing. When the replica is down or does not answer
+    /// in time, the publication is taken back and the publish fails: an acknowledgement
+    /// always means two copies while the shard has a replica.
+    async fn replicate(&mut self, publication: &Publication) -> Result<(), NodeError> {
+        let Some(cluster) = self.node.cluster().cloned() else {
+            return Ok(());
+        };
+        let Some(replica) = cluster.replica_of(&self.name) else {
+            self.synced_replica = None;
+            return Ok(());
+        };
+        let confirmed = if !cluster.is_alive(replica) {
+            // Fail at once rather than wait for a dead node; the leader names a new replica
+            // once the failure detector has declared this one dead.
+            false
+        } else if self.synced_replica != Some(replica) {
+            // The state includes this publication already.
+            self.sync_replica(&cluster, replica).await
+        } else {
+            let call = starling_cluster::Call::Replicate {
+                room: self.name.to_string(),
+                epoch: self.epoch.to_string(),
+                publication: publication_to_wire(publication),
+            };
+            match cluster.call_within(replica, call, REPLICA_TIMEOUT).await {
+                Ok(starling_cluster::CallReply::Done) => true,
+                Ok(starling_cluster::CallReply::NeedState) => {
+                    self.sync_replica(&cluster, replica).await
+                }
+                other => {
+                    debug!(room = %self.name, %replica, ?other, "replica did not take the publication");
+                    false
+                }
+            }
+        };
+        if confirmed {
+            self.node.metrics().replicated();
+            return Ok(());
+        }
+        self.synced_replica = None;
+        self.node.metrics().unreplicated();
+        self.room.retract(publication);
+        Err(NodeError::PeerUnavailable { node: replica.0 })
+    }
+
+    /// Gives the shard's replica the room's state if it is not the one that has it.
+    async fn sync_if_replica_changed(&mut self) {
+        let Some(cluster) = self.node.cluster().cloned() else {
+            return;
+        };
+        if let Some(replica) = cluster.replica_of(&self.name)
+            && self.synced_replica != Some(replica)
+            && cluster.is_alive(replica)
+        {
+            self.sync_replica(&cluster, replica).await;
+        }
+    }
+
+    /// Gives `replica` the room's whole state; true when it confirmed.
+    async fn sync_replica(&mut self, cluster: &Cluster, replica: NodeId) -> bool {
+        let wire = room_state_to_wire(&self.name, &self.room, &HashMap::new(), cluster.node_id());
+        let call = starling_cluster::Call::ReplicaState {
+            state: Box::new(wire),
+        };
+        match cluster.call_within(replica, call, REPLICA_TIMEOUT).await {
+            Ok(starling_cluster::CallReply::Done) => {
+                self.synced_replica = Some(replica);
+                true
+            }
+            other => {
+                debug!(room = %self.name, %replica, ?other, "replica did not take the state");
+                self.synced_replica = None;
+                false
+            }
+        }
     }
 
     /// A handed-off room's answer to what still reaches it: leaving clients are passed on to

@@ -63,6 +63,7 @@ pub(crate) async fn settings(
         shard_count: cluster.shard_count,
         failover_timeout: cluster.failover_timeout.get(),
         drain_reconnect_spread: cluster.drain_reconnect_spread.get(),
+        replication_factor: cluster.replication_factor,
     })
 }
 

@@ -50,6 +50,10 @@ pub struct ClusterState {
     /// Members being drained: no rebalance gives them shards.
     #[serde(default)]
     pub draining: BTreeSet<NodeId>,
+    /// Each shard's replica: the member its owner copies every publication to before
+    /// acknowledging it, and the shard's next owner if the owner dies.
+    #[serde(default)]
+    pub replicas: BTreeMap<ShardId, NodeId>,
 }
 
 impl ClusterState {
@@ -164,6 +168,22 @@ impl ClusterState {
                         max: MAX_SHARD_COUNT,
                     })?;
                 self.shard_map = Some(next);
+            }
+            ClusterCommand::SetReplicas {
+                map_version,
+                replicas,
+            } => {
+                let current = self.shard_map.as_ref().ok_or(CommandRejected::NoShardMap)?;
+                if current.version() != *map_version {
+                    return Err(CommandRejected::StaleShardMap {
+                        base_version: *map_version,
+                        current: current.version(),
+                    });
+                }
+                if let Some(node) = replicas.values().find(|n| !self.members.contains_key(n)) {
+                    return Err(CommandRejected::NotAMember { node: *node });
+                }
+                self.replicas = replicas.clone();
             }
             ClusterCommand::SetDraining { node, draining } => {
                 if *draining {

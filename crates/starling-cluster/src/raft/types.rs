@@ -105,6 +105,14 @@ pub enum ClusterCommand {
         /// The map version the split was asked for at.
         base_version: u64,
     },
+    /// Replaces the replica assignment: shard → the member that keeps a copy of its rooms.
+    /// Refused when made from another map version than the current one.
+    SetReplicas {
+        /// The map version the assignment was made from.
+        map_version: u64,
+        /// The replica of each shard that has one.
+        replicas: std::collections::BTreeMap<ShardId, NodeId>,
+    },
     /// Marks `node` as draining (no rebalance gives it shards) or clears the mark.
     SetDraining {
         /// The node.

@@ -15,7 +15,7 @@ use starling_placement::{NodeId, Plan, plan_drain, plan_rebalance};
 use tokio::task::AbortHandle;
 use tracing::{info, warn};
 
-use super::{Cluster, handoff, shard_counts};
+use super::{Cluster, handoff, replica, shard_counts};
 use crate::error::NodeError;
 use crate::node::Node;
 
@@ -34,6 +34,7 @@ pub(super) fn spawn(node: Node, cluster: Arc<Cluster>) -> AbortHandle {
         let mut ticks = 0u32;
         let mut leader = LeaderMemory::default();
         let mut drain_advised = false;
+        let mut seen_replicas = None;
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
@@ -54,6 +55,13 @@ pub(super) fn spawn(node: Node, cluster: Arc<Cluster>) -> AbortHandle {
             // A room started on this node just as its shard moved away can miss the switch
             // of that map; a periodic sweep catches it.
             handoff::follow(&node, &cluster, &state, ticks.is_multiple_of(SWEEP_EVERY));
+            if seen_replicas.as_ref() != Some(&state.replicas) {
+                // New replicas get the state of every room at once, not at its next
+                // publication; copies of shards this node stopped replicating go.
+                seen_replicas = Some(state.replicas.clone());
+                cluster.sweep_replicas(&state);
+                node.sync_replicas();
+            }
             for shard in handoff::overdue(&cluster) {
                 handoff::finish(&node, &cluster, shard, None, 0);
             }
@@ -150,7 +158,20 @@ async fn leader_duties(cluster: &Cluster, state: &ClusterState, memory: &mut Lea
         } else {
             targets
         };
-        match plan_drain(map, owner, &targets) {
+        // Each shard goes to its replica when that is alive: its rooms continue there from
+        // their copies (same epoch and offsets); the others to their rendezvous owner.
+        let planned = plan_drain(map, owner, &targets).map(|mut plan| {
+            for mv in &mut plan.moves {
+                if let Some(&replica) = state.replicas.get(&mv.shard)
+                    && replica != owner
+                    && live.contains(&replica)
+                {
+                    mv.to = replica;
+                }
+            }
+            plan
+        });
+        match planned {
             Ok(plan) if !plan.is_empty() => {
                 let moves = plan.moves.len();
                 let command = ClusterCommand::ApplyPlan {
@@ -167,6 +188,26 @@ async fn leader_duties(cluster: &Cluster, state: &ClusterState, memory: &mut Lea
             }
             Ok(_) => {}
             Err(error) => warn!(%error, "cannot plan the failover"),
+        }
+        return;
+    }
+    // Replicas on members that answer (a dead one's shards are replicated again elsewhere).
+    let answering: Vec<NodeId> = live
+        .iter()
+        .copied()
+        .filter(|&id| {
+            id == cluster.node_id || cluster.answered_within(id, cluster.settings.failover_timeout)
+        })
+        .collect();
+    let replicas = replica::desired(state, &answering, cluster.settings.replication_factor);
+    if replicas != state.replicas {
+        let command = ClusterCommand::SetReplicas {
+            map_version: map.version(),
+            replicas,
+        };
+        match raft.propose(command).await {
+            Ok(_) => info!("shard replicas reassigned"),
+            Err(error) => info!(%error, "replica assignment overtaken; again later"),
         }
         return;
     }

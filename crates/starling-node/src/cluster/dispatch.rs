@@ -73,6 +73,12 @@ async fn answer_call(node: &Node, call: Call) -> CallReply {
         Call::Remove { node_id } => cluster.handle_remove(node_id).await,
         done @ Call::HandoffDone { .. } => super::handoff::commit_completion(cluster, done).await,
         Call::Admin(op) => super::admin::on_leader(cluster, op).await,
+        Call::Replicate {
+            room,
+            epoch,
+            publication,
+        } => super::replica::on_publication(cluster, room, epoch, publication),
+        Call::ReplicaState { state } => super::replica::on_state(node, cluster, *state),
         Call::Publish {
             map_version,
             room,
@@ -209,6 +215,7 @@ fn to_room(node: &Node, cluster: &Cluster, from: NodeId, room: String, msg: ToRo
             recovery_limit,
         } => {
             let refuse = |refusal: Refusal| {
+                tracing::info!(%room, peer = %from, %refusal, "remote subscribe refused");
                 let msg = FromRoom::Refused { req, refusal };
                 if !cluster.send(
                     from,

@@ -191,6 +191,7 @@ pub(super) fn follow(node: &Node, cluster: &Arc<Cluster>, state: &ClusterState, 
                 && handoff.from != me
                 && cluster.is_alive(handoff.from);
             if source_up {
+                debug!(%shard, from = %handoff.from, version = handoff.version, "taking a shard over");
                 serving.incoming.insert(
                     shard,
                     Incoming {

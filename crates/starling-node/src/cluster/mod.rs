@@ -11,6 +11,7 @@
 //! - `handoff` — shard hand-offs: the map this node serves by, shipping a moved shard's rooms
 //!   to their new owner, and taking them over on the new owner.
 //! - `admin` — operator commands, carried out by the leader: move, split, rebalance, drain.
+//! - `replica` — shard replicas: the copies a replica keeps, and the leader's choice of them.
 //! - `wire` — conversions between client-protocol and wire types.
 //!
 //! Which link carries what: a node sends its calls, `ToRoom` and `FromRoom` frames on the link
@@ -25,6 +26,7 @@ mod dispatch;
 mod handoff;
 mod peers;
 mod relay;
+mod replica;
 mod wire;
 
 use std::collections::BTreeMap;
@@ -101,6 +103,9 @@ pub struct ClusterSettings {
     /// reconnect advice spread evenly over this long, so they come back to the other nodes
     /// as a trickle rather than a storm.
     pub drain_reconnect_spread: Duration,
+    /// Copies of each shard: 2 keeps a replica on another member (each publication is on it
+    /// before it is acknowledged, and it takes over when the owner dies); 1 keeps none.
+    pub replication_factor: usize,
 }
 
 /// A running cluster runtime; [`shutdown`](Self::shutdown) stops it.
@@ -255,6 +260,8 @@ pub(crate) struct Cluster {
     admin_running: std::sync::atomic::AtomicUsize,
     /// Woken whenever an outbound link comes up.
     link_up: tokio::sync::Notify,
+    /// Copies of the rooms of shards this node replicates.
+    replica_rooms: DashMap<Arc<str>, replica::ReplicaRoom>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -310,6 +317,7 @@ pub async fn start_cluster(
         handed_off: DashMap::new(),
         admin_running: std::sync::atomic::AtomicUsize::new(0),
         link_up: tokio::sync::Notify::new(),
+        replica_rooms: DashMap::new(),
         node_id: settings.node_id,
         endpoint: std::sync::Mutex::new(Some(Arc::new(endpoint))),
         local_addr,

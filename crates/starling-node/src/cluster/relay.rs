@@ -206,7 +206,13 @@ impl Actor for RelayActor {
             }
             RelayMsg::Expire(req) => {
                 if let Some(pending) = state.pending.remove(&req) {
-                    warn!(room = %state.name, owner = %state.target, "subscribe unanswered");
+                    warn!(
+                        room = %state.name,
+                        owner = %state.target,
+                        following = %state.cursor.owner(),
+                        held = state.cursor.held(),
+                        "subscribe unanswered"
+                    );
                     let _ = pending.reply.send(Err(NodeError::PeerUnavailable {
                         node: state.target.0,
                     }));
