@@ -1,7 +1,9 @@
 //! Shard moves, splits and drains on a live three-node cluster under steady load, judged by
 //! the loss checker (`starling_tests::checker`): every acknowledged publication reaches every
 //! subscriber that stayed subscribed, exactly once, in offset order, with nobody told to
-//! resubscribe (design.md promises 2–4). Each scenario prints its counts.
+//! resubscribe (design.md promises 2–4). Killing an owner (promise 5) is judged the same way,
+//! except that its rooms' subscribers are told to resubscribe and must recover every
+//! acknowledged publication. Each scenario prints its counts.
 
 use std::time::Duration;
 
@@ -170,6 +172,64 @@ async fn draining_a_node_under_load_loses_nothing_and_sends_its_clients_away() -
     assert_eq!(load.closed_on(3), Some(3001));
     let verdict = load.finish(&[3]).await?;
     assert_lossless("drain", &verdict);
+    cluster.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_an_owner_under_load_loses_no_acknowledged_publication() -> anyhow::Result<()> {
+    const VICTIM: u64 = 3;
+    let mut cluster = TestCluster::start(3, BASE_CONFIG).await?;
+    let rooms = rooms("kill-");
+    let owned = rooms
+        .iter()
+        .filter(|room| cluster.owner_of(1, room) == VICTIM)
+        .count();
+    assert!(owned > 0, "the victim owns some of the rooms under load");
+    let load = Load::start(&cluster, rooms.clone(), PUBLISH_EVERY).await?;
+    assert!(load.progress(BETWEEN * 3).await, "the load runs");
+    // Replicas on: every shard has one, and each room under load is on it.
+    let replicated = starling_tests::eventually(Duration::from_secs(10), || async {
+        cluster.running().all(|m| {
+            let status = m.status();
+            status.unreplicated_shards == 0 && status.unreplicated_rooms == 0
+        })
+    })
+    .await;
+    assert!(replicated, "replicas hold every room");
+    let killed_at = tokio::time::Instant::now();
+    cluster.kill(VICTIM).await;
+    // The survivors take the victim's shards (each to its replica) and the load goes on in
+    // every room, the victim's included.
+    let taken = starling_tests::eventually(Duration::from_secs(20), || async {
+        rooms.iter().all(|room| cluster.owner_of(1, room) != VICTIM)
+    })
+    .await;
+    assert!(taken, "the victim's shards got new owners");
+    println!(
+        "kill: {owned} of {} rooms failed over in {} ms",
+        rooms.len(),
+        killed_at.elapsed().as_millis()
+    );
+    assert!(load.progress(BETWEEN * 3).await, "the load goes on");
+    let verdict = load.finish(&[VICTIM]).await?;
+    println!("kill an owner (replicas on): {verdict}");
+    assert!(
+        verdict.acknowledged > 0 && verdict.delivered > 0,
+        "{verdict}"
+    );
+    assert_eq!(verdict.lost, 0, "{verdict}");
+    assert_eq!(verdict.duplicated, 0, "{verdict}");
+    assert_eq!(verdict.out_of_order, 0, "{verdict}");
+    assert_eq!(
+        verdict.epoch_changes, 0,
+        "the replicas continue the epochs: {verdict}"
+    );
+    assert_eq!(verdict.unrecovered, 0, "{verdict}");
+    assert!(
+        verdict.unsubscribed > 0,
+        "the victim's rooms' subscribers were told to resubscribe: {verdict}"
+    );
     cluster.stop().await;
     Ok(())
 }

@@ -8,6 +8,11 @@
 //! stayed subscribed, every acknowledged offset arrived exactly once, offsets strictly
 //! increased by one (no gap, no reorder), nobody was told to resubscribe, and no room changed
 //! epoch.
+//!
+//! A subscriber told to resubscribe (2500, as after an owner's death) does what the SDKs do:
+//! it subscribes again with recovery from the last offset it saw, and records the recovered
+//! publications in order before any later push. The verdict counts those resubscriptions and
+//! any that came back `recovered: false`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,6 +35,11 @@ struct Seen {
     offsets: HashMap<String, Vec<u64>>,
     /// Unsubscribe pushes (a resubscribe request would be code 2500).
     unsubscribes: Vec<(String, u32)>,
+    /// Resubscriptions with recovery that did not recover (`recovered: false`, another
+    /// epoch, or no answer).
+    unrecovered: u64,
+    /// Publications that came back in resubscriptions' recovery.
+    recovered: u64,
     /// The close code, if the connection was closed.
     closed: Option<u16>,
 }
@@ -83,6 +93,10 @@ pub struct Verdict {
     pub out_of_order: u64,
     /// Unsubscribe pushes subscribers got (a hand-off must cause none).
     pub unsubscribed: u64,
+    /// Publications recovered by resubscribing after an unsubscribe push.
+    pub recovered: u64,
+    /// Resubscriptions that did not recover the stream (`recovered: false`).
+    pub unrecovered: u64,
     /// Rooms whose epoch changed during the run.
     pub epoch_changes: u64,
 }
@@ -92,7 +106,8 @@ impl std::fmt::Display for Verdict {
         write!(
             f,
             "published {}, acknowledged {}, failed {}, delivered {}, lost {}, duplicated {}, \
-             out of order {}, told to resubscribe {}, epoch changes {}",
+             out of order {}, told to resubscribe {}, recovered {}, not recovered {}, \
+             epoch changes {}",
             self.published,
             self.acknowledged,
             self.failed,
@@ -101,6 +116,8 @@ impl std::fmt::Display for Verdict {
             self.duplicated,
             self.out_of_order,
             self.unsubscribed,
+            self.recovered,
+            self.unrecovered,
             self.epoch_changes
         )
     }
@@ -124,13 +141,20 @@ impl Load {
             };
             let (client, _) = connect_as(&member.node, "checker", encoding).await?;
             let mut start = HashMap::new();
+            let mut epochs = HashMap::new();
             for room in &rooms {
                 let subscribed = client.subscribe(sub(room)).await?;
                 start.insert(room.clone(), subscribed.offset);
+                epochs.insert(room.clone(), subscribed.epoch);
             }
             let client = Arc::new(client);
             let seen = Arc::new(Mutex::new(Seen::default()));
-            let reader = tokio::spawn(read_pushes(Arc::clone(&client), Arc::clone(&seen)));
+            let reader = tokio::spawn(read_pushes(
+                Arc::clone(&client),
+                Arc::clone(&seen),
+                start.clone(),
+                epochs,
+            ));
             subscribers.push(Subscriber {
                 node: member.id,
                 start,
@@ -244,6 +268,8 @@ impl Load {
         for subscriber in &self.subscribers {
             let seen = subscriber.seen.lock().unwrap_or_else(|p| p.into_inner());
             verdict.unsubscribed += seen.unsubscribes.len() as u64;
+            verdict.recovered += seen.recovered;
+            verdict.unrecovered += seen.unrecovered;
             for room in &self.rooms {
                 let offsets = seen.offsets.get(room).map(Vec::as_slice).unwrap_or(&[]);
                 verdict.delivered += offsets.len() as u64;
@@ -312,19 +338,86 @@ impl Load {
     }
 }
 
-async fn read_pushes(client: Arc<starling_client::Client>, seen: Arc<Mutex<Seen>>) {
+/// Records every push; resubscribes with recovery when told to (2500), as the SDKs do.
+async fn read_pushes(
+    client: Arc<starling_client::Client>,
+    seen: Arc<Mutex<Seen>>,
+    start: HashMap<String, u64>,
+    epochs: HashMap<String, String>,
+) {
     while let Some(push) = client.next_push().await {
-        let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(publication) = push.r#pub {
-            seen.offsets
-                .entry(push.channel.clone())
-                .or_default()
-                .push(publication.offset);
-        } else if let Some(unsubscribe) = push.unsubscribe {
-            seen.unsubscribes
-                .push((push.channel.clone(), unsubscribe.code));
+        let resubscribe = {
+            let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(publication) = push.r#pub {
+                seen.offsets
+                    .entry(push.channel.clone())
+                    .or_default()
+                    .push(publication.offset);
+                false
+            } else if let Some(unsubscribe) = push.unsubscribe {
+                seen.unsubscribes
+                    .push((push.channel.clone(), unsubscribe.code));
+                unsubscribe.code == 2500
+            } else {
+                false
+            }
+        };
+        if resubscribe {
+            let room = push.channel;
+            let last = {
+                let seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+                seen.offsets.get(&room).and_then(|o| o.last().copied())
+            }
+            .or_else(|| start.get(&room).copied())
+            .unwrap_or(0);
+            let epoch = epochs.get(&room).cloned().unwrap_or_default();
+            let recovered = resubscribe_with_recovery(&client, &room, last, &epoch).await;
+            let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+            match recovered {
+                Some(result) if result.recovered && result.epoch == epoch => {
+                    seen.recovered += result.publications.len() as u64;
+                    seen.offsets
+                        .entry(room)
+                        .or_default()
+                        .extend(result.publications.iter().map(|p| p.offset));
+                }
+                other => {
+                    eprintln!("checker: {room} not recovered from {last}: {other:?}");
+                    seen.unrecovered += 1;
+                }
+            }
         }
     }
     let reason = client.closed().await;
     seen.lock().unwrap_or_else(|p| p.into_inner()).closed = Some(reason.code);
+}
+
+/// Subscribes to `room` again, recovering from `offset` in `epoch`; retried (bounded) while
+/// the cluster still looks for the room's new owner.
+async fn resubscribe_with_recovery(
+    client: &starling_client::Client,
+    room: &str,
+    offset: u64,
+    epoch: &str,
+) -> Option<starling_protocol::SubscribeResult> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let request = starling_protocol::SubscribeRequest {
+            recover: true,
+            offset,
+            epoch: epoch.to_owned(),
+            ..sub(room)
+        };
+        match client.subscribe(request).await {
+            Ok(result) => return Some(result),
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                eprintln!("checker: resubscribe to {room} failed ({error}); again");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(error) => {
+                eprintln!("checker: resubscribe to {room} gave up: {error}");
+                return None;
+            }
+        }
+    }
 }

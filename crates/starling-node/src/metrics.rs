@@ -81,6 +81,7 @@ pub struct Metrics {
     relay_follows: AtomicU64,
     replicated: AtomicU64,
     unreplicated: AtomicU64,
+    unreplicated_rooms: AtomicU64,
     /// Error replies and disconnects by code. Not a hot path: only failures take the lock.
     errors_by_code: Mutex<BTreeMap<u32, u64>>,
     command_latency: [Histogram; METHODS.len()],
@@ -138,9 +139,11 @@ pub struct MetricsSnapshot {
     pub relay_follows: u64,
     /// Publications (or whole room states) the shard's replica confirmed before the ack.
     pub replicated: u64,
-    /// Publications acknowledged without the replica's confirmation (it did not answer in
-    /// time, or was down).
+    /// Publishes refused (and taken back) because the shard's replica did not confirm them:
+    /// it did not answer in time, or was down.
     pub unreplicated: u64,
+    /// Rooms owned here whose replica does not hold their state yet.
+    pub unreplicated_rooms: u64,
 }
 
 impl Metrics {
@@ -171,6 +174,7 @@ impl Metrics {
             relay_follows: self.relay_follows.load(Relaxed),
             replicated: self.replicated.load(Relaxed),
             unreplicated: self.unreplicated.load(Relaxed),
+            unreplicated_rooms: self.unreplicated_rooms.load(Relaxed),
         }
     }
 
@@ -243,6 +247,10 @@ impl Metrics {
 
     pub(crate) fn replicated(&self) {
         self.replicated.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn set_unreplicated_rooms(&self, rooms: u64) {
+        self.unreplicated_rooms.store(rooms, Relaxed);
     }
 
     pub(crate) fn unreplicated(&self) {
@@ -329,6 +337,11 @@ impl Metrics {
                 s.channels,
             ),
             (
+                "starling_rooms_unreplicated",
+                "Rooms owned here whose shard's replica does not hold their state yet.",
+                s.unreplicated_rooms,
+            ),
+            (
                 "starling_handoff_last_duration_milliseconds",
                 "How long the last shard taken over by this node waited for its rooms.",
                 s.handoff_last_millis,
@@ -408,7 +421,7 @@ impl Metrics {
             ),
             (
                 "starling_unreplicated_total",
-                "Publications acknowledged without the replica's confirmation (replica down or late).",
+                "Publishes refused because the shard's replica did not confirm them (replica down or late).",
                 s.unreplicated,
             ),
             (

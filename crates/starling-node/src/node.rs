@@ -443,6 +443,11 @@ impl Node {
         }
     }
 
+    /// Makes sure room `name` runs here (its owner), starting it if needed.
+    pub(crate) fn ensure_room(&self, name: &str) -> Result<(), NodeError> {
+        self.room(name).map(drop)
+    }
+
     /// The room actor that takes a handed-off room's state: the one running, or a new one
     /// waiting for the state, when this node owns the room.
     pub(crate) fn room_for_handoff(&self, name: &str) -> Result<ActorRef<RoomMsg>, NodeError> {
@@ -742,10 +747,22 @@ impl Node {
     }
 
     /// Asks every room here to give its shard's replica its state, if the replica changed.
+    /// Each counts as unreplicated until it has answered (`starling_rooms_unreplicated`).
     pub(crate) fn sync_replicas(&self) {
-        for (_, room) in self.room_refs() {
+        let cluster = self.cluster();
+        for (name, room) in self.room_refs() {
+            if let Some(cluster) = cluster {
+                cluster.set_replicated(&name, false);
+            }
             let _ = room.send_message(RoomMsg::SyncReplica);
         }
+    }
+
+    /// Asks room `name`, if it runs here, to give its shard's replica its state.
+    /// False when the room does not run here.
+    pub(crate) fn sync_replica_of(&self, name: &str) -> bool {
+        self.existing_room(name)
+            .is_some_and(|room| room.send_message(RoomMsg::SyncReplica).is_ok())
     }
 
     /// A member was declared dead: every room owned here drops its presence entries and its

@@ -243,6 +243,10 @@ pub(crate) struct RoomState {
     adopting: HashSet<Arc<str>>,
     /// The replica that holds this room's state up to the last publication, if one does.
     synced_replica: Option<NodeId>,
+    /// A room continued from a replica's copy is not stopped as idle before this: its
+    /// subscribers elsewhere are on their way back (told to resubscribe) and must find it,
+    /// epoch and all, rather than a fresh room.
+    keep_until: Option<tokio::time::Instant>,
 }
 
 impl Actor for RoomActor {
@@ -265,13 +269,19 @@ impl Actor for RoomActor {
         } else {
             // The replica learns of the room (its epoch) before anything happens in it, so a
             // failover continues even a room without publications in the same epoch.
+            if let Some(cluster) = args.node.cluster()
+                && cluster.replica_of(&args.name).is_some()
+            {
+                cluster.set_replicated(&args.name, false);
+            }
             let _ = myself.send_message(RoomMsg::SyncReplica);
             Mode::Ready
         };
+        let continued = args.resume.is_some();
         let room = match args.resume {
             Some((position, history)) => match Room::resume(options, position.clone(), history) {
                 Ok(room) => {
-                    debug!(room = %args.name, offset = position.offset, "room continues from its replica");
+                    debug!(room = %args.name, offset = position.offset, epoch = %position.epoch, "room continues from its replica");
                     room
                 }
                 Err(error) => {
@@ -285,6 +295,7 @@ impl Actor for RoomActor {
             mode,
             adopting: HashSet::new(),
             synced_replica: None,
+            keep_until: continued.then(|| keep_for_resubscribers(&myself)),
             epoch: room.epoch().into(),
             room,
             join_leave: args.options.join_leave,
@@ -323,8 +334,16 @@ impl Actor for RoomActor {
         if matches!(msg, RoomMsg::SyncReplica) {
             // No idle check after this one: a new room sends it to itself before the request
             // that created it, which must still find the room.
-            if matches!(state.mode, Mode::Ready) {
-                state.sync_if_replica_changed().await;
+            match state.mode {
+                Mode::Ready => state.sync_if_replica_changed().await,
+                // Handed off: its replica is the new owner's business.
+                Mode::Gone { .. } => {
+                    if let Some(cluster) = state.node.cluster() {
+                        cluster.set_replicated(&state.name, true);
+                    }
+                }
+                // Waiting for a hand-off: it syncs once the state has come.
+                Mode::Awaiting { .. } => {}
             }
             return Ok(());
         }
@@ -338,14 +357,14 @@ impl Actor for RoomActor {
         }
         let held = match msg {
             RoomMsg::Resume { state: wire, relay } => {
-                let held = state.resume(*wire, relay).await;
+                let held = state.resume(*wire, relay, &myself).await;
                 // This node's replica of the shard gets the room as it arrived.
                 let _ = myself.send_message(RoomMsg::SyncReplica);
                 held
             }
             RoomMsg::Fresh => match state.mode {
                 Mode::Awaiting { .. } => {
-                    state.start_fresh();
+                    state.start_fresh(&myself);
                     state.become_ready()
                 }
                 _ => Vec::new(),
@@ -353,7 +372,7 @@ impl Actor for RoomActor {
             RoomMsg::AwaitTimeout => {
                 if !matches!(state.mode, Mode::Ready) {
                     warn!(room = %state.name, "hand-off not finished in time; starting afresh");
-                    state.start_fresh();
+                    state.start_fresh(&myself);
                 }
                 state.become_ready()
             }
@@ -813,6 +832,7 @@ impl RoomState {
             return Ok(());
         }
         self.synced_replica = None;
+        cluster.set_replicated(&self.name, false);
         self.node.metrics().unreplicated();
         self.room.retract(publication);
         Err(NodeError::PeerUnavailable { node: replica.0 })
@@ -823,11 +843,16 @@ impl RoomState {
         let Some(cluster) = self.node.cluster().cloned() else {
             return;
         };
-        if let Some(replica) = cluster.replica_of(&self.name)
-            && self.synced_replica != Some(replica)
-            && cluster.is_alive(replica)
-        {
-            self.sync_replica(&cluster, replica).await;
+        match cluster.replica_of(&self.name) {
+            Some(replica) if self.synced_replica != Some(replica) => {
+                if cluster.is_alive(replica) {
+                    self.sync_replica(&cluster, replica).await;
+                } else {
+                    cluster.set_replicated(&self.name, false);
+                }
+            }
+            // In step with its replica, or without one: nothing is missing.
+            _ => cluster.set_replicated(&self.name, true),
         }
     }
 
@@ -837,17 +862,16 @@ impl RoomState {
         let call = starling_cluster::Call::ReplicaState {
             state: Box::new(wire),
         };
-        match cluster.call_within(replica, call, REPLICA_TIMEOUT).await {
-            Ok(starling_cluster::CallReply::Done) => {
-                self.synced_replica = Some(replica);
-                true
-            }
+        let synced = match cluster.call_within(replica, call, REPLICA_TIMEOUT).await {
+            Ok(starling_cluster::CallReply::Done) => true,
             other => {
                 debug!(room = %self.name, %replica, ?other, "replica did not take the state");
-                self.synced_replica = None;
                 false
             }
-        }
+        };
+        self.synced_replica = synced.then_some(replica);
+        cluster.set_replicated(&self.name, synced);
+        synced
     }
 
     /// A handed-off room's answer to what still reaches it: leaving clients are passed on to
@@ -896,6 +920,7 @@ impl RoomState {
         &mut self,
         wire: WireRoomState,
         relay: Option<ActorRef<RelayMsg>>,
+        myself: &ActorRef<RoomMsg>,
     ) -> Vec<(tokio::time::Instant, RoomMsg)> {
         if !matches!(self.mode, Mode::Awaiting { .. }) {
             warn!(room = %self.name, "handed-off state for a room already serving; dropped");
@@ -914,7 +939,7 @@ impl RoomState {
             Ok(room) => self.room = room,
             Err(error) => {
                 warn!(room = %self.name, %error, "handed-off state unusable; starting afresh");
-                self.start_fresh();
+                self.start_fresh(myself);
                 return self.become_ready();
             }
         }
@@ -985,7 +1010,24 @@ impl RoomState {
     /// an old one must hear so: this node's relay that waited to become the room, and relays
     /// elsewhere that followed the old owner's `Moved` here although the state was lost
     /// (their subscribers resubscribe and learn `recovered: false`).
-    fn start_fresh(&mut self) {
+    fn start_fresh(&mut self, myself: &ActorRef<RoomMsg>) {
+        // A copy this node holds as the shard's replica (the old owner died mid-hand-off) is
+        // the room's stream still: continue it, so those resubscribing recover.
+        if let Some((position, history)) = self
+            .node
+            .cluster()
+            .and_then(|cluster| cluster.take_replica(&self.name))
+        {
+            match Room::resume(*self.room.options(), position, history) {
+                Ok(room) => {
+                    debug!(room = %self.name, offset = room.position().offset, epoch = room.epoch(), "room continues (fresh path) from its replica");
+                    self.epoch = room.epoch().into();
+                    self.room = room;
+                    self.keep_until = Some(keep_for_resubscribers(myself));
+                }
+                Err(error) => warn!(room = %self.name, %error, "replica copy unusable"),
+            }
+        }
         if let Some(relay) = self.node.relay_actor(&self.name) {
             let _ = relay.send_message(RelayMsg::Close);
         }
@@ -1076,7 +1118,10 @@ impl RoomState {
         }
         self.count_active();
         let next_expiry = self.room.trim(now);
-        if self.room.is_idle(now) && self.remote.is_empty() {
+        let kept = self
+            .keep_until
+            .is_some_and(|until| tokio::time::Instant::now() < until);
+        if self.room.is_idle(now) && self.remote.is_empty() && !kept {
             // Take the name off the table first so no new caller finds this actor; callers that
             // already hold the ref see their call fail and retry with a fresh room.
             self.node.forget_room(&self.name, myself);
@@ -1090,6 +1135,16 @@ impl RoomState {
             self.trim_timer = Some(myself.send_after(delay, || RoomMsg::Trim).abort_handle());
         }
     }
+}
+
+/// How long a room continued from a replica's copy waits for its subscribers to come back
+/// before it may stop as idle.
+const RESUBSCRIBE_GRACE: Duration = Duration::from_secs(10);
+
+/// The end of a continued room's grace, with a timer that looks at idleness again then.
+fn keep_for_resubscribers(myself: &ActorRef<RoomMsg>) -> tokio::time::Instant {
+    drop(myself.send_after(RESUBSCRIBE_GRACE, || RoomMsg::Trim));
+    tokio::time::Instant::now() + RESUBSCRIBE_GRACE
 }
 
 /// Whether a message's sender waits for an answer (and gives up after a timeout).

@@ -235,6 +235,10 @@ struct ClusterStatus {
     handoffs: Vec<HandoffRow>,
     #[serde(default)]
     recent_handoffs: Vec<HandoffRow>,
+    #[serde(default)]
+    unreplicated_shards: u32,
+    #[serde(default)]
+    unreplicated_rooms: u64,
 }
 
 /// A shard move in progress or finished.
@@ -264,6 +268,8 @@ struct MemberStatus {
     http_addr: String,
     #[serde(default)]
     draining: bool,
+    #[serde(default)]
+    replicas: u32,
 }
 
 /// The status as a readable report: a summary, then one table row per member.
@@ -290,6 +296,16 @@ fn render(status: &ClusterStatus) -> String {
             u64::from(status.shard_count) - owned
         );
     }
+    if status.unreplicated_shards > 0 && status.shard_count > 0 {
+        let _ = write!(out, ", {} without a replica", status.unreplicated_shards);
+    }
+    if status.unreplicated_rooms > 0 {
+        let _ = write!(
+            out,
+            "\nnode {}: {} rooms whose replica lacks their state (publishes to them fail)",
+            status.node_id, status.unreplicated_rooms
+        );
+    }
     out.push_str("\n\n");
 
     let header = [
@@ -297,10 +313,11 @@ fn render(status: &ClusterStatus) -> String {
         "ROLE",
         "ALIVE",
         "SHARDS",
+        "REPLICAS",
         "CLUSTER ADDR",
         "HTTP ADDR",
     ];
-    let rows: Vec<[String; 6]> = status
+    let rows: Vec<[String; 7]> = status
         .members
         .iter()
         .map(|m| {
@@ -318,6 +335,7 @@ fn render(status: &ClusterStatus) -> String {
                 } else {
                     m.shards.to_string()
                 },
+                m.replicas.to_string(),
                 m.cluster_addr.clone(),
                 m.http_addr.clone(),
             ]
@@ -417,15 +435,15 @@ mod tests {
         );
         assert_eq!(
             lines[3],
-            "NODE  ROLE     ALIVE  SHARDS  CLUSTER ADDR    HTTP ADDR"
+            "NODE  ROLE     ALIVE  SHARDS  REPLICAS  CLUSTER ADDR    HTTP ADDR"
         );
         assert_eq!(
             lines[4],
-            "1 *   voter    yes    128     127.0.0.1:7001  127.0.0.1:8001"
+            "1 *   voter    yes    128     0         127.0.0.1:7001  127.0.0.1:8001"
         );
         assert_eq!(
             lines[6],
-            "13    learner  NO     0       127.0.0.1:7013  127.0.0.1:8013"
+            "13    learner  NO     0       0         127.0.0.1:7013  127.0.0.1:8013"
         );
         assert_eq!(lines.last().copied(), Some("* leader"));
     }

@@ -23,6 +23,8 @@ use crate::node::Node;
 const TICK: Duration = Duration::from_millis(200);
 /// Ticks between sweeps of rooms and relays against an unchanged map (every 2 s).
 const SWEEP_EVERY: u32 = 10;
+/// Every how many ticks rooms whose replica lacks their state give it again.
+const RETRY_REPLICAS_EVERY: u32 = 5;
 
 pub(super) fn spawn(node: Node, cluster: Arc<Cluster>) -> AbortHandle {
     tokio::spawn(async move {
@@ -34,7 +36,7 @@ pub(super) fn spawn(node: Node, cluster: Arc<Cluster>) -> AbortHandle {
         let mut ticks = 0u32;
         let mut leader = LeaderMemory::default();
         let mut drain_advised = false;
-        let mut seen_replicas = None;
+        let mut seen_state: Option<Arc<ClusterState>> = None;
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
@@ -55,13 +57,26 @@ pub(super) fn spawn(node: Node, cluster: Arc<Cluster>) -> AbortHandle {
             // A room started on this node just as its shard moved away can miss the switch
             // of that map; a periodic sweep catches it.
             handoff::follow(&node, &cluster, &state, ticks.is_multiple_of(SWEEP_EVERY));
-            if seen_replicas.as_ref() != Some(&state.replicas) {
+            let new_state = seen_state
+                .as_ref()
+                .is_none_or(|seen| !Arc::ptr_eq(seen, &state));
+            if new_state || ticks.is_multiple_of(SWEEP_EVERY) {
+                cluster.follow_replicas(&node, &state);
+            }
+            if ticks.is_multiple_of(RETRY_REPLICAS_EVERY) {
+                // Rooms whose replica missed their state try again (a room without
+                // publications would otherwise never give it).
+                cluster.retry_unreplicated(&node);
+            }
+            if seen_state
+                .as_ref()
+                .is_none_or(|seen| seen.replicas != state.replicas)
+            {
                 // New replicas get the state of every room at once, not at its next
-                // publication; copies of shards this node stopped replicating go.
-                seen_replicas = Some(state.replicas.clone());
-                cluster.sweep_replicas(&state);
+                // publication.
                 node.sync_replicas();
             }
+            seen_state = Some(Arc::clone(&state));
             for shard in handoff::overdue(&cluster) {
                 handoff::finish(&node, &cluster, shard, None, 0);
             }

@@ -77,8 +77,8 @@ async fn answer_call(node: &Node, call: Call) -> CallReply {
             room,
             epoch,
             publication,
-        } => super::replica::on_publication(cluster, room, epoch, publication),
-        Call::ReplicaState { state } => super::replica::on_state(node, cluster, *state),
+        } => super::replica::on_publication(cluster, room, epoch, publication).await,
+        Call::ReplicaState { state } => super::replica::on_state(node, cluster, *state).await,
         Call::Publish {
             map_version,
             room,

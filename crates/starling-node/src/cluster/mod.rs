@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use dashmap::DashMap;
+use dashmap::{DashMap, DashSet};
 use serde::Serialize;
 use starling_cluster::{
     Call, CallReply, ClusterCommand, ClusterEndpoint, ClusterNode, ClusterNodeConfig, ClusterState,
@@ -193,6 +193,8 @@ pub struct MemberStatus {
     pub http_addr: String,
     /// Whether it is being drained (no rebalance gives it shards).
     pub draining: bool,
+    /// Shards it keeps the replica of.
+    pub replicas: u32,
 }
 
 /// The cluster as one node sees it: `starling cluster status` and `GET /api/cluster`.
@@ -219,6 +221,12 @@ pub struct ClusterStatus {
     pub handoffs: Vec<HandoffStatus>,
     /// The last finished shard moves, oldest first.
     pub recent_handoffs: Vec<HandoffStatus>,
+    /// Shards without a replica (none assigned: replication factor 1, or no other live
+    /// member to hold one).
+    pub unreplicated_shards: u32,
+    /// Rooms owned by the reporting node whose replica does not hold their state yet (it is
+    /// down, or has not answered): a publish to them fails until it does.
+    pub unreplicated_rooms: u64,
 }
 
 /// The shared state of the cluster runtime.
@@ -262,6 +270,9 @@ pub(crate) struct Cluster {
     link_up: tokio::sync::Notify,
     /// Copies of the rooms of shards this node replicates.
     replica_rooms: DashMap<Arc<str>, replica::ReplicaRoom>,
+    /// Rooms owned here whose replica does not hold their state (it was down, or did not
+    /// answer): the control loop's sweep asks them to try again.
+    unreplicated_rooms: DashSet<Arc<str>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -318,6 +329,7 @@ pub async fn start_cluster(
         admin_running: std::sync::atomic::AtomicUsize::new(0),
         link_up: tokio::sync::Notify::new(),
         replica_rooms: DashMap::new(),
+        unreplicated_rooms: DashSet::new(),
         node_id: settings.node_id,
         endpoint: std::sync::Mutex::new(Some(Arc::new(endpoint))),
         local_addr,
@@ -597,6 +609,8 @@ impl Cluster {
                 cluster_addr: member.addr.to_string(),
                 http_addr: member.http_addr.clone(),
                 draining: state.draining.contains(id),
+                replicas: u32::try_from(state.replicas.values().filter(|r| *r == id).count())
+                    .unwrap_or(u32::MAX),
             })
             .collect();
         let handoffs = state
@@ -644,6 +658,11 @@ impl Cluster {
             }),
             handoffs,
             recent_handoffs,
+            unreplicated_shards: state.shard_map.as_ref().map_or(0, |map| {
+                let replicated = u32::try_from(state.replicas.len()).unwrap_or(u32::MAX);
+                map.shard_count().saturating_sub(replicated)
+            }),
+            unreplicated_rooms: self.unreplicated_rooms.len() as u64,
         }
     }
 

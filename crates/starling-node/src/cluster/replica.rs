@@ -6,18 +6,21 @@
 //! whose rooms then continue from the copies: same epoch, same offsets, the history there.
 //!
 //! A replica keeps, per room, a pure `starling_room::Room` without subscribers, fed in offset
-//! order; anything out of order makes it ask for the owner's whole state. Rooms of shards it no
-//! longer replicates are dropped by the control loop's sweep.
+//! order; anything out of order makes it ask for the owner's whole state. The control loop
+//! follows every new cluster state: copies of shards this node now owns become running rooms
+//! at once, and copies of shards it no longer replicates are dropped.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use starling_cluster::{CallReply, ClusterState, WirePublication, WireRoomState};
+use starling_cluster::{CallReply, ClusterState, Refusal, WirePublication, WireRoomState};
 use starling_placement::{NodeId, ShardId, hrw_owner};
 use starling_protocol::{Publication, StreamPosition};
 use starling_room::Room;
 use tracing::debug;
 
+use super::handoff::Ownership;
 use super::{Cluster, publication_from_wire};
 use crate::clock::unix_now_ms;
 use crate::node::Node;
@@ -75,24 +78,105 @@ impl Cluster {
         Some((copy.room.position(), history))
     }
 
-    /// Drops the copies of rooms whose shard this node no longer replicates.
-    pub(super) fn sweep_replicas(&self, state: &ClusterState) {
+    /// Notes whether room `room`, owned here, has its state on its replica.
+    pub(crate) fn set_replicated(&self, room: &Arc<str>, replicated: bool) {
+        if replicated {
+            self.unreplicated_rooms.remove(room);
+        } else {
+            self.unreplicated_rooms.insert(Arc::clone(room));
+        }
+    }
+
+    /// Asks every room whose replica lacks its state to give it again; forgets the rooms that
+    /// stopped meanwhile.
+    pub(super) fn retry_unreplicated(&self, node: &Node) {
+        let rooms: Vec<Arc<str>> = self.unreplicated_rooms.iter().map(|r| r.clone()).collect();
+        for room in rooms {
+            if !node.sync_replica_of(&room) {
+                self.unreplicated_rooms.remove(&room);
+            }
+        }
+        node.metrics()
+            .set_unreplicated_rooms(self.unreplicated_rooms.len() as u64);
+    }
+
+    /// Follows `state` for the copies this node holds. A copy of a shard this node now owns
+    /// (its owner died and the shard came here) becomes its room at once, not when a client
+    /// next asks, so the sweep below can never drop it first; a room already running here
+    /// is the newer truth and the copy goes. Copies of shards neither replicated nor owned
+    /// here go. A shard still being taken over keeps its copies: if its hand-off is
+    /// abandoned, its rooms continue from them.
+    pub(super) fn follow_replicas(&self, node: &Node, state: &ClusterState) {
         let Some(map) = &state.shard_map else {
             return;
         };
-        self.replica_rooms
-            .retain(|room, _| state.replicas.get(&map.shard_of_room(room)) == Some(&self.node_id));
+        // Names first: starting a room takes its copy out of the table.
+        let names: Vec<Arc<str>> = self
+            .replica_rooms
+            .iter()
+            .map(|entry| entry.key().clone())
+            .collect();
+        for name in names {
+            let ownership = self.read_serving().ownership(&name, self.node_id);
+            match ownership {
+                Ownership::Owned => {
+                    if let Err(error) = node.ensure_room(&name) {
+                        debug!(room = %name, %error, "replica copy not promoted");
+                    }
+                    self.replica_rooms.remove(&name);
+                }
+                Ownership::Incoming => {}
+                Ownership::NotOwner { .. } => {
+                    if state.replicas.get(&map.shard_of_room(&name)) != Some(&self.node_id) {
+                        self.replica_rooms.remove(&name);
+                    }
+                }
+            }
+        }
     }
+}
+
+/// How long a replica waits for its own cluster state to name it the replica of a shard an
+/// owner already copies to it (the owner applied the assignment first).
+const ASSIGNMENT_WAIT: Duration = Duration::from_millis(500);
+
+/// Whether this node's state names it the replica of `room`'s shard, waiting (bounded) for
+/// the state to catch up with the owner's. Copies are kept only under such a state, so the
+/// control loop's sweep, which follows this node's state, never drops one an owner counts on.
+async fn assigned(cluster: &Cluster, room: &str) -> bool {
+    let mut states = cluster.state.clone();
+    let check = |state: &ClusterState| {
+        state.shard_map.as_ref().is_some_and(|map| {
+            state.replicas.get(&map.shard_of_room(room)) == Some(&cluster.node_id)
+        })
+    };
+    if check(&states.borrow_and_update()) {
+        return true;
+    }
+    tokio::time::timeout(ASSIGNMENT_WAIT, states.wait_for(|state| check(state)))
+        .await
+        .is_ok_and(|seen| seen.is_ok())
+}
+
+/// The answer to a copy sent to a node that is not the room's replica (by its state).
+fn not_assigned(room: &str) -> CallReply {
+    debug!(%room, "copy refused: not this shard's replica here");
+    CallReply::Refused(Refusal::BadRequest {
+        reason: format!("not the replica of the shard of room {room}"),
+    })
 }
 
 /// `Call::Replicate` on the replica: appends the publication if it is the next one of the
 /// room's copy in this epoch.
-pub(super) fn on_publication(
+pub(super) async fn on_publication(
     cluster: &Cluster,
     room: String,
     epoch: String,
     publication: WirePublication,
 ) -> CallReply {
+    if !assigned(cluster, &room).await {
+        return not_assigned(&room);
+    }
     let Some(mut copy) = cluster.replica_rooms.get_mut(room.as_str()) else {
         return CallReply::NeedState;
     };
@@ -110,11 +194,14 @@ pub(super) fn on_publication(
 }
 
 /// `Call::ReplicaState` on the replica: replaces the room's copy.
-pub(super) fn on_state(node: &Node, cluster: &Cluster, state: WireRoomState) -> CallReply {
+pub(super) async fn on_state(node: &Node, cluster: &Cluster, state: WireRoomState) -> CallReply {
+    if !assigned(cluster, &state.room).await {
+        return not_assigned(&state.room);
+    }
     let options = match node.resolve_channel(&state.room) {
         Ok(resolved) => room_options(resolved.options),
         Err(error) => {
-            return CallReply::Refused(starling_cluster::Refusal::BadRequest {
+            return CallReply::Refused(Refusal::BadRequest {
                 reason: error.to_string(),
             });
         }
@@ -129,12 +216,13 @@ pub(super) fn on_state(node: &Node, cluster: &Cluster, state: WireRoomState) -> 
         .map(|p| Arc::new(publication_from_wire(p)));
     match Room::resume(options, position, history) {
         Ok(room) => {
+            debug!(room = %state.room, epoch = room.epoch(), offset = room.position().offset, node = %cluster.node_id, "replica holds the room's state");
             cluster
                 .replica_rooms
                 .insert(state.room.as_str().into(), ReplicaRoom { room });
             CallReply::Done
         }
-        Err(error) => CallReply::Refused(starling_cluster::Refusal::BadRequest {
+        Err(error) => CallReply::Refused(Refusal::BadRequest {
             reason: error.to_string(),
         }),
     }
