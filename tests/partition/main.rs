@@ -9,7 +9,11 @@
 //! 2. the isolated node stops acknowledging publishes, for every room, within the failover
 //!    timeout (it loses its lease after half of it), and keeps refusing while cut off;
 //! 3. once the cut heals, the cluster converges (one leader, one shard map on every node, every
-//!    node alive and owning shards) and the old leader acknowledges publishes again.
+//!    node alive and owning shards) and the old leader acknowledges publishes again;
+//! 4. throughout, the loss checker (`starling_tests::checker`) runs publishers and a
+//!    subscriber on every node: every acknowledged publication reaches every subscriber exactly
+//!    once and in order — subscribers told to resubscribe recover it — and no room changes
+//!    epoch.
 //!
 //! It needs root and `ip` (iproute2), and fails — never skips — without them. Everything the
 //! test does is printed with the time since it started, straight to stderr so that it shows in
@@ -34,6 +38,7 @@ use tokio::time::Instant;
 
 use http::{Api, Published};
 use lab::{Lab, NODES, say};
+use starling_tests::checker::{Load, PublishFn, Target};
 
 /// The server API key every node is configured with.
 const API_KEY: &str = "partition-test-key";
@@ -57,6 +62,32 @@ const FAILOVER_WITHIN: Duration = Duration::from_secs(20);
 const HEAL_WITHIN: Duration = Duration::from_secs(60);
 /// Bound on a publish that is expected to succeed (retried while the maps settle).
 const PUBLISH_WITHIN: Duration = Duration::from_secs(15);
+/// Rooms the loss checker publishes into, besides the test's own.
+const CHECKED_ROOMS: usize = 24;
+/// How often each checker publisher publishes (each waits for its acknowledgement).
+const CHECKER_EVERY: Duration = Duration::from_millis(25);
+/// Acknowledgements the checker waits for before and after the partition.
+const CHECKER_PROGRESS: u64 = 60;
+
+/// The loss checker's view of node `id`: its WebSocket endpoint and its server API.
+fn checker_target(lab: &Lab, id: u64) -> Target {
+    let api = Api::new(lab.http_addr(id), API_KEY);
+    let publish: PublishFn = Arc::new(move |room: String, data: bytes::Bytes| {
+        let api = api.clone();
+        Box::pin(async move {
+            let data: Value = serde_json::from_slice(&data).unwrap_or(Value::Null);
+            match api.publish(&room, &data).await {
+                Published::Ack { offset, epoch } => Some((offset, epoch)),
+                Published::Refused(_) => None,
+            }
+        })
+    });
+    Target {
+        node: id,
+        ws_url: format!("ws://{}/connection/websocket", lab.http_addr(id)),
+        publish,
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cut_off_leader_stops_acknowledging_while_the_majority_fails_over_and_heal_converges()
@@ -85,15 +116,21 @@ http_addr = "0.0.0.0:8000"
 [http_api]
 key = "{API_KEY}"
 
+[client.token]
+hmac_secret_key = "{secret}"
+
 [cluster]
 failover_timeout = "{failover}s"
 shard_count = {SHARDS}
 
 [channel.without_namespace]
-history_size = 100
+history_size = 1000
 history_ttl = "300s"
+allow_subscribe_for_client = true
+force_recovery = true
 "#,
-        failover = FAILOVER.as_secs()
+        failover = FAILOVER.as_secs(),
+        secret = starling_tests::SECRET,
     )
 }
 
@@ -154,6 +191,27 @@ async fn scenario(lab: &mut Lab) -> anyhow::Result<()> {
     }
     clock.say(&format!(
         "phase 2: one publication acknowledged in each of {ROOMS} rooms"
+    ));
+    // The loss checker runs through the whole partition in rooms of its own: a subscriber on
+    // every node, publishers on every node.
+    let load = Load::start_on(
+        NODES
+            .into_iter()
+            .map(|id| checker_target(lab, id))
+            .collect(),
+        (0..CHECKED_ROOMS).map(|k| format!("checked-{k}")).collect(),
+        CHECKER_EVERY,
+    )
+    .await
+    .context("start the loss checker")?;
+    ensure!(
+        load.progress(CHECKER_PROGRESS).await,
+        "the checker's load does not run"
+    );
+    clock.say(&format!(
+        "phase 2: checker running: {CHECKED_ROOMS} rooms, a subscriber and {} publishers on \
+         every node",
+        starling_tests::checker::PUBLISHERS_PER_NODE
     ));
 
     // 3. Cut the leader's cluster links. Its client plane stays reachable.
@@ -306,6 +364,24 @@ async fn scenario(lab: &mut Lab) -> anyhow::Result<()> {
         "phase 5: all {ROOMS} rooms acknowledged through node {leader} and then nodes \
          {majority:?}, one stream each"
     ));
+    ensure!(
+        load.progress(CHECKER_PROGRESS).await,
+        "the checker's load does not run after the heal"
+    );
+    let verdict = load.finish(&[]).await?;
+    clock.say(&format!("phase 5: checker: {verdict}"));
+    ensure!(
+        verdict.acknowledged > 0 && verdict.delivered > 0,
+        "checker: {verdict}"
+    );
+    ensure!(
+        verdict.lost == 0
+            && verdict.duplicated == 0
+            && verdict.out_of_order == 0
+            && verdict.unrecovered == 0
+            && verdict.epoch_changes == 0,
+        "checker: an acknowledged publication was lost, duplicated or reordered: {verdict}"
+    );
     clock.say(&format!(
         "partition: done: failover {:.2}s, isolated node's last acknowledgement {}, converged \
          {:.2}s after the heal",

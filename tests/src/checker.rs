@@ -15,6 +15,8 @@
 //! any that came back `recovered: false`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,7 +25,25 @@ use bytes::Bytes;
 use starling_protocol::Encoding;
 
 use crate::cluster::TestCluster;
-use crate::{connect_as, eventually, sub};
+use crate::{SECRET, eventually, hs256_token, sub};
+
+/// An acknowledgement: the publication's offset and the room's epoch.
+pub type Ack = (u64, String);
+
+/// Publishes `data` into `room` through one node; `None` when it was not acknowledged.
+pub type PublishFn =
+    Arc<dyn Fn(String, Bytes) -> Pin<Box<dyn Future<Output = Option<Ack>> + Send>> + Send + Sync>;
+
+/// One node the load runs against: its subscriber connects to `ws_url` (with an HS256 token
+/// signed with [`SECRET`]), and its publishers publish with `publish`.
+pub struct Target {
+    /// The node's id.
+    pub node: u64,
+    /// Its client WebSocket endpoint.
+    pub ws_url: String,
+    /// How a publisher publishes through it.
+    pub publish: PublishFn,
+}
 
 /// Publishers per node.
 pub const PUBLISHERS_PER_NODE: u64 = 2;
@@ -124,22 +144,59 @@ impl std::fmt::Display for Verdict {
 }
 
 impl Load {
-    /// Subscribes one client per running member to every room, then starts
-    /// [`PUBLISHERS_PER_NODE`] publishers per running member, each publishing every `interval`
-    /// to the next room in turn (and waiting for each acknowledgement).
+    /// [`start_on`](Self::start_on) every running member of an in-process cluster, publishing
+    /// through each member's server API.
     pub async fn start(
         cluster: &TestCluster,
         rooms: Vec<String>,
         interval: Duration,
     ) -> anyhow::Result<Load> {
+        let targets = cluster
+            .running()
+            .map(|member| {
+                let node = member.node.node.clone();
+                let publish: PublishFn = Arc::new(move |room: String, data: Bytes| {
+                    let node = node.clone();
+                    Box::pin(async move {
+                        match node
+                            .publish_from_api(&room, data, BTreeMap::new(), false)
+                            .await
+                        {
+                            Ok(Some(position)) => Some((position.offset, position.epoch)),
+                            Ok(None) | Err(_) => None,
+                        }
+                    })
+                });
+                Target {
+                    node: member.id,
+                    ws_url: member.node.ws_url(),
+                    publish,
+                }
+            })
+            .collect();
+        Load::start_on(targets, rooms, interval).await
+    }
+
+    /// Subscribes one client per target to every room, then starts [`PUBLISHERS_PER_NODE`]
+    /// publishers per target, each publishing every `interval` to the next room in turn (and
+    /// waiting for each acknowledgement).
+    pub async fn start_on(
+        targets: Vec<Target>,
+        rooms: Vec<String>,
+        interval: Duration,
+    ) -> anyhow::Result<Load> {
         let mut subscribers = Vec::new();
-        for member in cluster.running() {
-            let encoding = if member.id % 2 == 0 {
+        for target in &targets {
+            let encoding = if target.node % 2 == 0 {
                 Encoding::Protobuf
             } else {
                 Encoding::Json
             };
-            let (client, _) = connect_as(&member.node, "checker", encoding).await?;
+            let (client, _) = starling_client::Client::builder(target.ws_url.clone())
+                .encoding(encoding)
+                .token(hs256_token(SECRET, "checker", None))
+                .connect()
+                .await?;
             let mut start = HashMap::new();
             let mut epochs = HashMap::new();
             for room in &rooms {
@@ -156,7 +213,7 @@ impl Load {
                 epochs,
             ));
             subscribers.push(Subscriber {
-                node: member.id,
+                node: target.node,
                 start,
                 seen,
                 client,
@@ -166,15 +223,15 @@ impl Load {
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut publishers = Vec::new();
-        for (member, k) in cluster
-            .running()
-            .flat_map(|m| (0..PUBLISHERS_PER_NODE).map(move |k| (m, k)))
+        for (target, k) in targets
+            .iter()
+            .flat_map(|t| (0..PUBLISHERS_PER_NODE).map(move |k| (t, k)))
         {
-            let node = member.node.node.clone();
+            let publish = Arc::clone(&target.publish);
             let rooms = rooms.clone();
             let stop = Arc::clone(&stop);
             let acked = Arc::clone(&acked);
-            let id = member.id * 100 + k;
+            let id = target.node * 100 + k;
             publishers.push(tokio::spawn(async move {
                 let mut log = Published::default();
                 let mut ticker = tokio::time::interval(interval);
@@ -186,22 +243,16 @@ impl Load {
                     let data = Bytes::from(serde_json::json!({"p": id, "n": n}).to_string());
                     n += 1;
                     log.attempted += 1;
-                    match node
-                        .publish_from_api(room, data, BTreeMap::new(), false)
-                        .await
-                    {
-                        Ok(Some(position)) => {
+                    match publish(room.clone(), data).await {
+                        Some((offset, epoch)) => {
                             acked.fetch_add(1, Ordering::Relaxed);
-                            log.acked
-                                .entry(room.clone())
-                                .or_default()
-                                .push(position.offset);
+                            log.acked.entry(room.clone()).or_default().push(offset);
                             let epochs = log.epochs.entry(room.clone()).or_default();
-                            if epochs.last() != Some(&position.epoch) {
-                                epochs.push(position.epoch);
+                            if epochs.last() != Some(&epoch) {
+                                epochs.push(epoch);
                             }
                         }
-                        Ok(None) | Err(_) => log.failed += 1,
+                        None => log.failed += 1,
                     }
                 }
                 log
@@ -288,13 +339,22 @@ impl Load {
                     continue;
                 }
                 let start = subscriber.start.get(room).copied().unwrap_or(0);
+                let mut lost = 0;
                 for log in &published {
                     for offset in log.acked.get(room).map(Vec::as_slice).unwrap_or(&[]) {
                         if *offset > start && !unique.contains(offset) {
-                            verdict.lost += 1;
+                            lost += 1;
                         }
                     }
                 }
+                if lost > 0 {
+                    eprintln!(
+                        "checker: the subscriber on node {} lost {lost} in {room} (last seen {:?})",
+                        subscriber.node,
+                        offsets.last()
+                    );
+                }
+                verdict.lost += lost;
             }
             if !gone.contains(&subscriber.node) && seen.closed.is_some() {
                 anyhow::bail!(

@@ -773,6 +773,19 @@ impl Node {
         }
     }
 
+    /// A member declared dead answers again (a partition healed, or it was only slow): it
+    /// most likely declared this node dead too and dropped this node's relays of its rooms,
+    /// so those relays would wait for copies that never come. They close instead, telling
+    /// their subscribers to resubscribe (2500): the SDKs do, recovering what they missed.
+    pub(crate) fn member_up(&self, member: NodeId) {
+        for (name, owner, relay) in self.relay_refs() {
+            if owner == member {
+                info!(room = %name, owner = %member, "owner back from silence; subscribers resubscribe");
+                let _ = relay.send_message(RelayMsg::Close);
+            }
+        }
+    }
+
     /// Sends `msg` to room `name`, starting the room when needed.
     pub(crate) fn send_to_room(&self, name: &str, msg: RoomMsg) -> Result<(), NodeError> {
         let room = self.room(name)?;

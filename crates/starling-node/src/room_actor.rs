@@ -35,7 +35,7 @@ use starling_placement::{NodeId, ShardId};
 
 use crate::clock::unix_now_ms;
 use crate::cluster::{
-    Cluster, HANDOFF_TIMEOUT, RelayMsg, TakenOver, info_to_wire, position_to_wire,
+    Cluster, HANDOFF_TIMEOUT, RelayMsg, ReplicaOf, TakenOver, info_to_wire, position_to_wire,
     publication_from_wire, publication_to_wire, publications_to_wire, room_state_to_wire,
 };
 use crate::error::NodeError;
@@ -270,7 +270,7 @@ impl Actor for RoomActor {
             // The replica learns of the room (its epoch) before anything happens in it, so a
             // failover continues even a room without publications in the same epoch.
             if let Some(cluster) = args.node.cluster()
-                && cluster.replica_of(&args.name).is_some()
+                && cluster.replica_of(&args.name) != ReplicaOf::None
             {
                 cluster.set_replicated(&args.name, false);
             }
@@ -799,9 +799,24 @@ impl RoomState {
         let Some(cluster) = self.node.cluster().cloned() else {
             return Ok(());
         };
-        let Some(replica) = cluster.replica_of(&self.name) else {
-            self.synced_replica = None;
-            return Ok(());
+        let replica = match cluster.replica_of(&self.name) {
+            ReplicaOf::Node(replica) => replica,
+            ReplicaOf::None => {
+                self.synced_replica = None;
+                return Ok(());
+            }
+            ReplicaOf::Reassigning => {
+                // The shard just came here from its dead owner: its second copy is this
+                // node's, until the leader names the next replica. Acknowledging now would
+                // promise two copies with one.
+                self.synced_replica = None;
+                cluster.set_replicated(&self.name, false);
+                self.node.metrics().unreplicated();
+                self.room.retract(publication);
+                return Err(NodeError::Cluster {
+                    reason: "the shard's replica is being reassigned".to_owned(),
+                });
+            }
         };
         let confirmed = if !cluster.is_alive(replica) {
             // Fail at once rather than wait for a dead node; the leader names a new replica
@@ -844,7 +859,8 @@ impl RoomState {
             return;
         };
         match cluster.replica_of(&self.name) {
-            Some(replica) if self.synced_replica != Some(replica) => {
+            ReplicaOf::Reassigning => cluster.set_replicated(&self.name, false),
+            ReplicaOf::Node(replica) if self.synced_replica != Some(replica) => {
                 if cluster.is_alive(replica) {
                     self.sync_replica(&cluster, replica).await;
                 } else {

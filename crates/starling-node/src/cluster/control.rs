@@ -93,6 +93,7 @@ pub(super) fn spawn(node: Node, cluster: Arc<Cluster>) -> AbortHandle {
                     node.member_down(id);
                 } else if alive && down.remove(&id) {
                     info!(node_id = %id, "member alive again");
+                    node.member_up(id);
                 }
             }
             down.retain(|id| state.members.contains_key(id));

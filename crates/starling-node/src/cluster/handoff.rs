@@ -187,9 +187,11 @@ pub(super) fn follow(node: &Node, cluster: &Arc<Cluster>, state: &ClusterState, 
             {
                 continue;
             }
-            let source_up = state.members.contains_key(&handoff.from)
-                && handoff.from != me
-                && cluster.is_alive(handoff.from);
+            // The leader recorded the hand-off, so it heard from the old owner; this node's
+            // own liveness view may lag (it may have just come back from a partition and not
+            // heard from the old owner yet), so only a non-member counts as gone. A silent
+            // old owner is given up on by the progress timeout (`overdue`).
+            let source_up = state.members.contains_key(&handoff.from) && handoff.from != me;
             if source_up {
                 debug!(%shard, from = %handoff.from, version = handoff.version, "taking a shard over");
                 serving.incoming.insert(

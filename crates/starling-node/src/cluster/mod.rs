@@ -27,6 +27,7 @@ mod handoff;
 mod peers;
 mod relay;
 mod replica;
+pub(crate) use replica::ReplicaOf;
 mod wire;
 
 use std::collections::BTreeMap;

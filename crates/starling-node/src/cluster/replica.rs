@@ -26,6 +26,17 @@ use crate::clock::unix_now_ms;
 use crate::node::Node;
 use crate::room_actor::room_options;
 
+/// Where a shard keeps its second copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReplicaOf {
+    /// Nowhere: replication factor 1, or no other member to hold one.
+    None,
+    /// On this member.
+    Node(NodeId),
+    /// Still named as this node, which owns the shard now: a new replica is being assigned.
+    Reassigning,
+}
+
 /// One room as a replica holds it.
 pub(crate) struct ReplicaRoom {
     room: Room<()>,
@@ -59,12 +70,19 @@ pub(super) fn desired(
 }
 
 impl Cluster {
-    /// The replica of `room`'s shard, unless it is this node or there is none.
-    pub(crate) fn replica_of(&self, room: &str) -> Option<NodeId> {
+    /// Where `room`'s shard keeps its second copy, as this node's state says.
+    pub(crate) fn replica_of(&self, room: &str) -> ReplicaOf {
         let state = self.state.borrow();
-        let map = state.shard_map.as_ref()?;
-        let replica = *state.replicas.get(&map.shard_of_room(room))?;
-        (replica != self.node_id).then_some(replica)
+        let Some(map) = state.shard_map.as_ref() else {
+            return ReplicaOf::None;
+        };
+        match state.replicas.get(&map.shard_of_room(room)) {
+            None => ReplicaOf::None,
+            // This node was the replica and owns the shard now (a failover); the leader's next
+            // commit names a new replica.
+            Some(&replica) if replica == self.node_id => ReplicaOf::Reassigning,
+            Some(&replica) => ReplicaOf::Node(replica),
+        }
     }
 
     /// Takes the copy this node holds of `room` (it owns the room now): its position and
