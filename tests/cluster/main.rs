@@ -292,6 +292,118 @@ async fn killing_an_owner_hands_its_shards_to_their_replicas_with_nothing_lost()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_replica_is_replaced_and_filled_so_the_next_failover_loses_nothing()
+-> anyhow::Result<()> {
+    // Four members, so that after the replica dies and leaves, the owner's death still leaves
+    // a quorum (two of three).
+    let mut cluster = TestCluster::start(4, BASE_CONFIG).await?;
+    let (room, owner, first_replica) = (0..10_000)
+        .map(|i| format!("replaced-{i}"))
+        .find_map(|room| {
+            let owner = cluster.owner_of(1, &room);
+            let replica = cluster.member(1).node.node.room_replica(&room)?;
+            (owner != 1 && replica != 1).then_some((room, owner, replica))
+        })
+        .expect("a room neither owned nor replicated by member 1");
+    let api = cluster.member(1).node.node.clone();
+    let publish = |n: u32| {
+        let api = api.clone();
+        let room = room.clone();
+        async move {
+            api.publish_from_api(
+                &room,
+                json(serde_json::json!({ "n": n })),
+                Default::default(),
+                false,
+            )
+            .await
+        }
+    };
+    let mut acked = Vec::new();
+    for n in 0..3 {
+        acked.push(publish(n).await?.expect("a position"));
+    }
+
+    // The replica dies: publishes fail until the leader names another one, which the owner
+    // fills with the room's state before the next acknowledgement.
+    cluster.kill(first_replica).await;
+    assert!(
+        publish(3).await.is_err(),
+        "a publish the replica cannot confirm is refused"
+    );
+    let replaced = eventually(TEST_FAILOVER * 5, || async {
+        cluster
+            .member(owner)
+            .node
+            .node
+            .room_replica(&room)
+            .is_some_and(|r| r != first_replica)
+    })
+    .await;
+    assert!(replaced, "a new replica was named");
+    let second_replica = cluster
+        .member(owner)
+        .node
+        .node
+        .room_replica(&room)
+        .expect("a replica");
+    assert_ne!(second_replica, owner);
+    let mut n = 3;
+    let resumed = eventually(TEST_FAILOVER * 3, || {
+        n += 1;
+        let attempt = publish(n);
+        async move { attempt.await.is_ok_and(|p| p.is_some()) }
+    })
+    .await;
+    assert!(resumed, "publishes are acknowledged again");
+    let metrics = cluster.member(owner).node.node.metrics().snapshot();
+    assert!(metrics.unreplicated > 0, "{metrics:?}");
+    assert_eq!(metrics.unreplicated_rooms, 0, "{metrics:?}");
+
+    // The dead replica leaves; then the owner dies, and the new replica continues the stream
+    // with everything acknowledged, including what came before it was named.
+    api.cluster_remove(first_replica).await?;
+    let last = publish(100).await?.expect("a position");
+    cluster.kill(owner).await;
+    let taken = eventually(TEST_FAILOVER * 5, || async {
+        cluster.owner_of(1, &room) == second_replica
+    })
+    .await;
+    assert!(taken, "the shard went to its replica");
+    let query = starling_node::HistoryQuery {
+        since: None,
+        limit: -1,
+        reverse: false,
+    };
+    let deadline = tokio::time::Instant::now() + TEST_FAILOVER * 3;
+    let history = loop {
+        match api.history(&room, query.clone()).await {
+            Ok(page) => break page,
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                println!("history not yet: {error}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    };
+    assert_eq!(history.position.epoch, acked[0].epoch, "the same stream");
+    let offsets: Vec<u64> = history.publications.iter().map(|p| p.offset).collect();
+    assert_eq!(offsets.first(), Some(&acked[0].offset));
+    assert_eq!(
+        offsets.last(),
+        Some(&last.offset),
+        "nothing acknowledged is missing"
+    );
+    assert_eq!(
+        offsets,
+        (acked[0].offset..=last.offset).collect::<Vec<_>>(),
+        "one contiguous history"
+    );
+    cluster.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_an_owner_without_replicas_restarts_its_rooms() -> anyhow::Result<()> {
     let mut cluster = TestCluster::start(3, &without_replicas()).await?;
     let room = cluster.room_owned_by(3, "failover-");

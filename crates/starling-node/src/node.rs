@@ -191,6 +191,11 @@ impl Node {
         &self.inner.metrics
     }
 
+    /// The node's metrics, shared (for the cluster runtime's gauges).
+    pub(crate) fn metrics_handle(&self) -> Arc<Metrics> {
+        Arc::clone(&self.inner.metrics)
+    }
+
     /// A random id of this node process (a UUID), as Centrifugo's `info` reports it.
     pub fn uid(&self) -> &str {
         &self.inner.uid

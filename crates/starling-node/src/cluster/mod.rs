@@ -274,6 +274,8 @@ pub(crate) struct Cluster {
     /// Rooms owned here whose replica does not hold their state (it was down, or did not
     /// answer): the control loop's sweep asks them to try again.
     unreplicated_rooms: DashSet<Arc<str>>,
+    /// The node's metrics (the `starling_rooms_unreplicated` gauge follows the set above).
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -331,6 +333,7 @@ pub async fn start_cluster(
         link_up: tokio::sync::Notify::new(),
         replica_rooms: DashMap::new(),
         unreplicated_rooms: DashSet::new(),
+        metrics: node.metrics_handle(),
         node_id: settings.node_id,
         endpoint: std::sync::Mutex::new(Some(Arc::new(endpoint))),
         local_addr,
@@ -741,6 +744,15 @@ impl Node {
             .shard_map
             .as_ref()
             .map(|map| map.owner_of_room(room).0)
+    }
+
+    /// The node id that keeps the replica of `room`'s shard in this node's state; `None`
+    /// without a cluster, a map, or a replica.
+    pub fn room_replica(&self, room: &str) -> Option<u64> {
+        let cluster = self.cluster()?;
+        let state = cluster.state();
+        let shard = state.shard_map.as_ref()?.shard_of_room(room);
+        state.replicas.get(&shard).map(|node| node.0)
     }
 
     /// Removes member `node_id` from the cluster, asking the leader wherever it is: a live

@@ -98,10 +98,14 @@ impl Cluster {
 
     /// Notes whether room `room`, owned here, has its state on its replica.
     pub(crate) fn set_replicated(&self, room: &Arc<str>, replicated: bool) {
-        if replicated {
-            self.unreplicated_rooms.remove(room);
+        let changed = if replicated {
+            self.unreplicated_rooms.remove(room).is_some()
         } else {
-            self.unreplicated_rooms.insert(Arc::clone(room));
+            self.unreplicated_rooms.insert(Arc::clone(room))
+        };
+        if changed {
+            self.metrics
+                .set_unreplicated_rooms(self.unreplicated_rooms.len() as u64);
         }
     }
 
@@ -111,11 +115,10 @@ impl Cluster {
         let rooms: Vec<Arc<str>> = self.unreplicated_rooms.iter().map(|r| r.clone()).collect();
         for room in rooms {
             if !node.sync_replica_of(&room) {
-                self.unreplicated_rooms.remove(&room);
+                // Stopped meanwhile: nothing of it is missing anywhere.
+                self.set_replicated(&room, true);
             }
         }
-        node.metrics()
-            .set_unreplicated_rooms(self.unreplicated_rooms.len() as u64);
     }
 
     /// Follows `state` for the copies this node holds. A copy of a shard this node now owns
