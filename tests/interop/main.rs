@@ -29,7 +29,7 @@
 //! (the load balancer) to node 3 of a 3-node cluster, subscribed to a room node 1 owns and one
 //! node 3 owns. The test kills node 3 under it (the proxy cuts the connection, then points at
 //! node 1); the SDK reconnects and resubscribes on its own, recovers what it missed in the room
-//! that survived, and comes back with a new epoch in the room that moved. Test and script keep in
+//! that survived, and recovers in the room that moved too (its shard's replica continued it). Test and script keep in
 //! step through the `SYNC <step>` lines the script prints ([`Script::sync`]).
 //!
 //! Layout:

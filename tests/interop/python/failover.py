@@ -7,8 +7,9 @@ first forwards to node 3. It subscribes to two rooms:
 
 - STAYS, owned by node 1: the room outlives node 3, so after the failover the client recovers
   what was published while it was away (`recovered` true, consecutive offsets, same epoch);
-- MOVES, owned by node 3: the room restarts on another node with a new epoch, so the client
-  resubscribes with `recovered` false and gets what is published after that.
+- MOVES, owned by node 3: the shard goes to its replica, which continues the room with the same
+  epoch and offsets, so the client resubscribes with `recovered` true (nothing was published
+  while it was away) and gets what is published after that at the next offset.
 
 The test publishes through the server API of nodes 1 and 2 and drives the failover (it cuts the
 proxy, kills node 3, publishes into STAYS, points the proxy at node 1). The SDK does the rest
@@ -19,7 +20,7 @@ The script tells the test where it is with lines `SYNC <step>`, which the test w
 - `SYNC subscribed ID`   connected as client ID, both rooms subscribed: the test checks the
                         rooms' presence and publishes one message in each;
 - `SYNC received`       both received: the test cuts the proxy and kills node 3;
-- `SYNC resubscribed ID` back on node 1 as client ID, STAYS recovered, MOVES subscribed anew:
+- `SYNC resubscribed ID` back on node 1 as client ID, both rooms recovered:
                         the test checks presence again and publishes once more in each.
 
 Inputs come from the environment:
@@ -182,23 +183,24 @@ async def checks(client: Client, events: ClientEvents, stays: Room, moves: Room,
         f"stays: recovered=True, offsets {[o for o, _ in got]} once each, epoch unchanged",
     )
 
-    # 5. MOVES: subscribed again on its new owner, a new epoch, nothing to recover.
+    # 5. MOVES: subscribed again on its new owner, the shard's replica: the same epoch, at the
+    # offset of the publication made before, nothing missed.
     (again,) = await moves.ev.rec.wait(
         "resubscribed", "subscribed", since=marks["moves"], fail_on=("unsubscribed",)
     )
     expect(again.was_recovering, f"moves: the resubscribe did not try to recover: {again!r}")
-    expect(not again.recovered, f"moves: recovered across a room restart: {again!r}")
+    expect(again.recovered, f"moves: the replica did not continue the stream: {again!r}")
     expect(
         again.stream_position is not None
-        and bool(again.stream_position.epoch)
-        and again.stream_position.epoch != start["moves"].epoch,
-        f"moves: resubscribed at {again.stream_position!r}, want a new epoch "
-        f"(was {start['moves'].epoch!r})",
+        and again.stream_position.epoch == start["moves"].epoch
+        and again.stream_position.offset == start["moves"].offset + 1,
+        f"moves: resubscribed at {again.stream_position!r}, want offset "
+        f"{start['moves'].offset + 1} in epoch {start['moves'].epoch!r}",
     )
     moved_from = again.stream_position.offset
     passed(
         "5 resubscribed",
-        f"moves: recovered=False, epoch {start['moves'].epoch} -> {again.stream_position.epoch}, "
+        f"moves: recovered=True on the new owner, epoch {again.stream_position.epoch} kept, "
         f"offset {moved_from}",
     )
     sync("resubscribed", back.client)
