@@ -267,15 +267,27 @@ async fn killing_an_owner_hands_its_shards_to_their_replicas_with_nothing_lost()
     assert!(again.recovered, "nothing acknowledged was lost");
     let offsets: Vec<u64> = again.publications.iter().map(|p| p.offset).collect();
     assert_eq!(offsets, acked);
-    let next = api
-        .publish_from_api(
-            &room,
-            json(serde_json::json!({"after": "failover"})),
-            Default::default(),
-            false,
-        )
-        .await?
-        .expect("a position");
+    // Refused (and retried, as a backend would) until the leader has named the shard's next
+    // replica: a publish is acknowledged only with two copies.
+    let deadline = tokio::time::Instant::now() + TEST_FAILOVER * 3;
+    let next = loop {
+        let published = api
+            .publish_from_api(
+                &room,
+                json(serde_json::json!({"after": "failover"})),
+                Default::default(),
+                false,
+            )
+            .await;
+        match published {
+            Ok(position) => break position.expect("a position"),
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                println!("publish after the failover refused ({error}); again");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    };
     assert_eq!(next.offset, acked[2] + 1);
     assert_eq!(next_pub(&client, &room).await?.offset, next.offset);
 

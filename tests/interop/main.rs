@@ -48,7 +48,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use starling_tests::cluster::TestCluster;
+use starling_tests::cluster::{TEST_FAILOVER, TestCluster};
 use starling_tests::proxy::TcpProxy;
 use starling_tests::{TestNode, eventually, hs256_token};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -464,26 +464,40 @@ async fn drive_failover(
 }
 
 /// Publishes `{"room": "stays"|"moves", "phase": phase, "n": n}` in `room` through the server
-/// API of node `via`.
+/// API of node `via`, retrying (bounded) as a backend does while a publish is refused: right
+/// after node 3 dies, rooms whose shard it replicated refuse until the leader names another
+/// replica. A refused publish was taken back, so a retry never duplicates it.
 async fn publish(cluster: &TestCluster, via: u64, room: &str, phase: &str, n: u64) -> Result<()> {
     let label = room
         .rsplit('-')
         .nth(1)
         .context("the room names end in -stays-N or -moves-N")?;
     let data = serde_json::json!({"room": label, "phase": phase, "n": n});
-    cluster
-        .member(via)
-        .node
-        .node
-        .publish_from_api(
-            room,
-            serde_json::to_vec(&data)?.into(),
-            Default::default(),
-            false,
-        )
-        .await
-        .with_context(|| format!("publishing {data} in {room} through node {via}"))?;
-    Ok(())
+    let deadline = tokio::time::Instant::now() + TEST_FAILOVER * 5;
+    loop {
+        let published = cluster
+            .member(via)
+            .node
+            .node
+            .publish_from_api(
+                room,
+                serde_json::to_vec(&data)?.into(),
+                Default::default(),
+                false,
+            )
+            .await;
+        match published {
+            Ok(_) => return Ok(()),
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                eprintln!("publishing {data} in {room}: {error}; again");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => {
+                return Err(error)
+                    .with_context(|| format!("publishing {data} in {room} through node {via}"));
+            }
+        }
+    }
 }
 
 /// Waits (bounded) until the presence of `room`, asked of node `via`, is exactly alice's
