@@ -255,14 +255,7 @@ async fn killing_an_owner_hands_its_shards_to_their_replicas_with_nothing_lost()
 
     // Resubscribing with recovery continues the same stream: same epoch, every acknowledged
     // publication recovered, and the next publication takes the next offset.
-    let again = client
-        .subscribe(SubscribeRequest {
-            recover: true,
-            offset: before.offset,
-            epoch: before.epoch.clone(),
-            ..sub(&room)
-        })
-        .await?;
+    let again = client.subscribe(recovering(&room, &before)).await?;
     assert_eq!(again.epoch, before.epoch, "the replica continues the epoch");
     assert!(again.recovered, "nothing acknowledged was lost");
     let offsets: Vec<u64> = again.publications.iter().map(|p| p.offset).collect();
@@ -428,14 +421,7 @@ async fn killing_an_owner_without_replicas_restarts_its_rooms() -> anyhow::Resul
     let code = tokio::time::timeout(TEST_FAILOVER * 5, code).await??;
     assert_eq!(code, 2500);
     // Without a copy the room restarts: a new epoch and recovered: false.
-    let again = client
-        .subscribe(SubscribeRequest {
-            recover: true,
-            offset: before.offset,
-            epoch: before.epoch.clone(),
-            ..sub(&room)
-        })
-        .await?;
+    let again = client.subscribe(recovering(&room, &before)).await?;
     assert_ne!(again.epoch, before.epoch, "the room restarted");
     assert!(!again.recovered);
     client
@@ -618,4 +604,14 @@ async fn a_removed_node_loses_its_shards_and_stops_sequencing() -> anyhow::Resul
     assert!(stopped, "a removed node must not keep sequencing");
     cluster.stop().await;
     Ok(())
+}
+
+/// A subscribe to `room` that recovers from where `before` left the subscriber.
+fn recovering(room: &str, before: &starling_protocol::SubscribeResult) -> SubscribeRequest {
+    SubscribeRequest {
+        recover: true,
+        offset: before.offset,
+        epoch: before.epoch.clone(),
+        ..sub(room)
+    }
 }
