@@ -409,6 +409,39 @@ async fn a_dead_replica_is_replaced_and_filled_so_the_next_failover_loses_nothin
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_drops_the_copy_of_a_room_that_stopped() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(3, BASE_CONFIG).await?;
+    // A room without history stops as soon as its last subscriber leaves.
+    let room = (0..10_000)
+        .map(|i| format!("plain:copied-{i}"))
+        .find(|room| cluster.owner_of(1, room) != 1)
+        .expect("a room another member owns");
+    let owner = cluster.owner_of(1, &room);
+    let replica = cluster
+        .member(1)
+        .node
+        .node
+        .room_replica(&room)
+        .expect("a replica");
+    let copies = || cluster.member(replica).status().replica_rooms;
+    let (client, _) = connect_as(&cluster.member(1).node, "visitor", Encoding::Json).await?;
+    client.subscribe(sub(&room)).await?;
+    assert!(
+        eventually(WAIT, || async { copies() == 1 }).await,
+        "node {replica} holds a copy of {room} (owned by {owner}): {}",
+        copies()
+    );
+    client.unsubscribe(&room).await?;
+    assert!(
+        eventually(WAIT, || async { copies() == 0 }).await,
+        "the copy outlived its room: {}",
+        copies()
+    );
+    cluster.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_an_owner_without_replicas_restarts_its_rooms() -> anyhow::Result<()> {
     let mut cluster = TestCluster::start(3, &without_replicas()).await?;
     let room = cluster.room_owned_by(3, "failover-");

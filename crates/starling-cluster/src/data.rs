@@ -180,6 +180,15 @@ pub enum Call {
         /// The state.
         state: Box<WireRoomState>,
     },
+    /// The owner of `room` stopped it as idle: the replica drops its copy, if the copy is of
+    /// this epoch (a newer room of the same name may have replaced it already). Answered
+    /// [`CallReply::Done`].
+    ReplicaForget {
+        /// The room.
+        room: String,
+        /// The epoch of the room that stopped.
+        epoch: String,
+    },
 }
 
 /// An operator command on the shard map, carried out by the leader.
@@ -311,6 +320,7 @@ impl Call {
             Call::Admin(_) => "Admin",
             Call::Replicate { .. } => "Replicate",
             Call::ReplicaState { .. } => "ReplicaState",
+            Call::ReplicaForget { .. } => "ReplicaForget",
         }
     }
 }

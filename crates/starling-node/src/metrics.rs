@@ -82,6 +82,7 @@ pub struct Metrics {
     replicated: AtomicU64,
     unreplicated: AtomicU64,
     unreplicated_rooms: AtomicU64,
+    replica_rooms: AtomicU64,
     /// Error replies and disconnects by code. Not a hot path: only failures take the lock.
     errors_by_code: Mutex<BTreeMap<u32, u64>>,
     command_latency: [Histogram; METHODS.len()],
@@ -144,6 +145,8 @@ pub struct MetricsSnapshot {
     pub unreplicated: u64,
     /// Rooms owned here whose replica does not hold their state yet.
     pub unreplicated_rooms: u64,
+    /// Copies held here as the replica of other nodes' rooms.
+    pub replica_rooms: u64,
 }
 
 impl Metrics {
@@ -175,6 +178,7 @@ impl Metrics {
             replicated: self.replicated.load(Relaxed),
             unreplicated: self.unreplicated.load(Relaxed),
             unreplicated_rooms: self.unreplicated_rooms.load(Relaxed),
+            replica_rooms: self.replica_rooms.load(Relaxed),
         }
     }
 
@@ -247,6 +251,10 @@ impl Metrics {
 
     pub(crate) fn replicated(&self) {
         self.replicated.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn set_replica_rooms(&self, rooms: u64) {
+        self.replica_rooms.store(rooms, Relaxed);
     }
 
     pub(crate) fn set_unreplicated_rooms(&self, rooms: u64) {
@@ -340,6 +348,11 @@ impl Metrics {
                 "starling_rooms_unreplicated",
                 "Rooms owned here whose shard's replica does not hold their state yet.",
                 s.unreplicated_rooms,
+            ),
+            (
+                "starling_replica_rooms",
+                "Copies held here as the replica of other nodes' rooms.",
+                s.replica_rooms,
             ),
             (
                 "starling_handoff_last_duration_milliseconds",

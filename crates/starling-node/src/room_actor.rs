@@ -799,58 +799,66 @@ impl RoomState {
         let Some(cluster) = self.node.cluster().cloned() else {
             return Ok(());
         };
-        let replica = match cluster.replica_of(&self.name) {
-            ReplicaOf::Node(replica) => replica,
+        let outcome = match cluster.replica_of(&self.name) {
             ReplicaOf::None => {
                 self.synced_replica = None;
                 return Ok(());
             }
-            ReplicaOf::Reassigning => {
-                // The shard just came here from its dead owner: its second copy is this
-                // node's, until the leader names the next replica. Acknowledging now would
-                // promise two copies with one.
+            // The shard just came here from its dead owner: its second copy is this node's,
+            // until the leader names the next replica. Acknowledging now would promise two
+            // copies with one.
+            ReplicaOf::Reassigning => Err(NodeError::Cluster {
+                reason: "the shard's replica is being reassigned".to_owned(),
+            }),
+            ReplicaOf::Node(replica) => {
+                if self.confirm_on(&cluster, replica, publication).await {
+                    Ok(())
+                } else {
+                    Err(NodeError::PeerUnavailable { node: replica.0 })
+                }
+            }
+        };
+        match &outcome {
+            Ok(()) => self.node.metrics().replicated(),
+            Err(_) => {
                 self.synced_replica = None;
                 cluster.set_replicated(&self.name, false);
                 self.node.metrics().unreplicated();
                 self.room.retract(publication);
-                return Err(NodeError::Cluster {
-                    reason: "the shard's replica is being reassigned".to_owned(),
-                });
             }
-        };
-        let confirmed = if !cluster.is_alive(replica) {
+        }
+        outcome
+    }
+
+    /// Whether `replica` confirms it holds the room up to `publication`.
+    async fn confirm_on(
+        &mut self,
+        cluster: &Cluster,
+        replica: NodeId,
+        publication: &Publication,
+    ) -> bool {
+        if !cluster.is_alive(replica) {
             // Fail at once rather than wait for a dead node; the leader names a new replica
             // once the failure detector has declared this one dead.
-            false
-        } else if self.synced_replica != Some(replica) {
-            // The state includes this publication already.
-            self.sync_replica(&cluster, replica).await
-        } else {
-            let call = starling_cluster::Call::Replicate {
-                room: self.name.to_string(),
-                epoch: self.epoch.to_string(),
-                publication: publication_to_wire(publication),
-            };
-            match cluster.call_within(replica, call, REPLICA_TIMEOUT).await {
-                Ok(starling_cluster::CallReply::Done) => true,
-                Ok(starling_cluster::CallReply::NeedState) => {
-                    self.sync_replica(&cluster, replica).await
-                }
-                other => {
-                    debug!(room = %self.name, %replica, ?other, "replica did not take the publication");
-                    false
-                }
-            }
-        };
-        if confirmed {
-            self.node.metrics().replicated();
-            return Ok(());
+            return false;
         }
-        self.synced_replica = None;
-        cluster.set_replicated(&self.name, false);
-        self.node.metrics().unreplicated();
-        self.room.retract(publication);
-        Err(NodeError::PeerUnavailable { node: replica.0 })
+        if self.synced_replica != Some(replica) {
+            // The state includes this publication already.
+            return self.sync_replica(cluster, replica).await;
+        }
+        let call = starling_cluster::Call::Replicate {
+            room: self.name.to_string(),
+            epoch: self.epoch.to_string(),
+            publication: publication_to_wire(publication),
+        };
+        match cluster.call_within(replica, call, REPLICA_TIMEOUT).await {
+            Ok(starling_cluster::CallReply::Done) => true,
+            Ok(starling_cluster::CallReply::NeedState) => self.sync_replica(cluster, replica).await,
+            other => {
+                debug!(room = %self.name, %replica, ?other, "replica did not take the publication");
+                false
+            }
+        }
     }
 
     /// Gives the shard's replica the room's state if it is not the one that has it.
@@ -1036,7 +1044,7 @@ impl RoomState {
         {
             match Room::resume(*self.room.options(), position, history) {
                 Ok(room) => {
-                    debug!(room = %self.name, offset = room.position().offset, epoch = room.epoch(), "room continues (fresh path) from its replica");
+                    debug!(room = %self.name, offset = room.position().offset, epoch = room.epoch(), "hand-off abandoned; room continues from its replica");
                     self.epoch = room.epoch().into();
                     self.room = room;
                     self.keep_until = Some(keep_for_resubscribers(myself));
@@ -1141,6 +1149,13 @@ impl RoomState {
             // Take the name off the table first so no new caller finds this actor; callers that
             // already hold the ref see their call fail and retry with a fresh room.
             self.node.forget_room(&self.name, myself);
+            if let Some(cluster) = self.node.cluster() {
+                if let Some(replica) = self.synced_replica {
+                    cluster.forget_on_replica(&self.name, &self.epoch, replica);
+                } else {
+                    cluster.set_replicated(&self.name, true);
+                }
+            }
             myself.stop(None);
             return;
         }

@@ -63,6 +63,8 @@ pub(super) fn spawn(node: Node, cluster: Arc<Cluster>) -> AbortHandle {
             if new_state || ticks.is_multiple_of(SWEEP_EVERY) {
                 cluster.follow_replicas(&node, &state);
             }
+            node.metrics()
+                .set_replica_rooms(cluster.replica_rooms.len() as u64);
             if ticks.is_multiple_of(RETRY_REPLICAS_EVERY) {
                 // Rooms whose replica missed their state try again (a room without
                 // publications would otherwise never give it).

@@ -79,6 +79,7 @@ async fn answer_call(node: &Node, call: Call) -> CallReply {
             publication,
         } => super::replica::on_publication(cluster, room, epoch, publication).await,
         Call::ReplicaState { state } => super::replica::on_state(node, cluster, *state).await,
+        Call::ReplicaForget { room, epoch } => super::replica::on_forget(cluster, &room, &epoch),
         Call::Publish {
             map_version,
             room,

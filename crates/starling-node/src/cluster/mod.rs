@@ -228,6 +228,8 @@ pub struct ClusterStatus {
     /// Rooms owned by the reporting node whose replica does not hold their state yet (it is
     /// down, or has not answered): a publish to them fails until it does.
     pub unreplicated_rooms: u64,
+    /// Copies the reporting node holds as the replica of other nodes' rooms.
+    pub replica_rooms: u64,
 }
 
 /// The shared state of the cluster runtime.
@@ -667,6 +669,7 @@ impl Cluster {
                 map.shard_count().saturating_sub(replicated)
             }),
             unreplicated_rooms: self.unreplicated_rooms.len() as u64,
+            replica_rooms: self.replica_rooms.len() as u64,
         }
     }
 

@@ -109,6 +109,28 @@ impl Cluster {
         }
     }
 
+    /// Room `room` (of `epoch`) stopped here as idle: its replica, if it holds a copy, drops
+    /// it, so copies do not outlive their rooms. Best effort: a copy left behind goes when
+    /// the shard's replica changes.
+    pub(crate) fn forget_on_replica(
+        self: &Arc<Self>,
+        room: &Arc<str>,
+        epoch: &str,
+        replica: NodeId,
+    ) {
+        self.set_replicated(room, true);
+        let call = starling_cluster::Call::ReplicaForget {
+            room: room.to_string(),
+            epoch: epoch.to_owned(),
+        };
+        let cluster = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(error) = cluster.call_within(replica, call, FORGET_TIMEOUT).await {
+                debug!(%replica, %error, "replica did not hear that a room stopped");
+            }
+        });
+    }
+
     /// Asks every room whose replica lacks its state to give it again; forgets the rooms that
     /// stopped meanwhile.
     pub(super) fn retry_unreplicated(&self, node: &Node) {
@@ -156,6 +178,9 @@ impl Cluster {
         }
     }
 }
+
+/// How long an owner waits for a replica to drop the copy of a stopped room.
+const FORGET_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How long a replica waits for its own cluster state to name it the replica of a shard an
 /// owner already copies to it (the owner applied the assignment first).
@@ -247,4 +272,13 @@ pub(super) async fn on_state(node: &Node, cluster: &Cluster, state: WireRoomStat
             reason: error.to_string(),
         }),
     }
+}
+
+/// `Call::ReplicaForget` on the replica: drops the copy of a room its owner stopped as idle,
+/// unless the copy is already of a newer room of that name.
+pub(super) fn on_forget(cluster: &Cluster, room: &str, epoch: &str) -> CallReply {
+    cluster
+        .replica_rooms
+        .remove_if(room, |_, copy| copy.room.epoch() == epoch);
+    CallReply::Done
 }
