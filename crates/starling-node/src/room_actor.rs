@@ -171,6 +171,10 @@ pub(crate) enum RoomMsg {
     /// The shard's replica may have changed: give a new one the room's state now, so that it
     /// holds the room even before the next publication.
     SyncReplica,
+    /// The room's shard was taken from this node without a hand-off (a failover while it was
+    /// cut off): the room is stale. Its local subscribers resubscribe, reaching the room's
+    /// real owner; the actor stops.
+    Abandon,
 }
 
 /// Whether the room serves, waits for a hand-off, or was handed off.
@@ -347,6 +351,11 @@ impl Actor for RoomActor {
             }
             return Ok(());
         }
+        if matches!(msg, RoomMsg::Abandon) {
+            state.abandon(&myself);
+            myself.stop(None);
+            return Ok(());
+        }
         if let Mode::Gone { to } = state.mode {
             if matches!(msg, RoomMsg::Retire) {
                 myself.stop(None);
@@ -517,7 +526,11 @@ impl RoomState {
                 return Flow::Stop;
             }
             // Only an awaiting room takes these; `handle` answers them before this.
-            RoomMsg::Resume { .. } | RoomMsg::Fresh | RoomMsg::AwaitTimeout | RoomMsg::Retire => {}
+            RoomMsg::Resume { .. }
+            | RoomMsg::Fresh
+            | RoomMsg::AwaitTimeout
+            | RoomMsg::Retire
+            | RoomMsg::Abandon => {}
         }
         Flow::Continue
     }
@@ -787,6 +800,26 @@ impl RoomState {
         }
         debug!(room = %self.name, %to, shipped, "room handed off");
         shipped
+    }
+
+    /// Lets go of a stale room (see [`RoomMsg::Abandon`]): its local subscribers are told to
+    /// resubscribe (2500), which reaches the room's owner, and recover there from history.
+    /// Nothing goes to other nodes: their relays follow the map to the owner by themselves.
+    fn abandon(&mut self, myself: &ActorRef<RoomMsg>) {
+        self.node.forget_room(&self.name, myself);
+        let clients: Vec<String> = self
+            .room
+            .subscribers()
+            .map(|(client, _)| client.to_owned())
+            .collect();
+        for client in clients {
+            self.unsubscribe(&client, None);
+            self.node.resubscribe_client(&client, &self.name);
+        }
+        self.count_active();
+        if let Some(cluster) = self.node.cluster() {
+            cluster.set_replicated(&self.name, true);
+        }
     }
 
     /// Puts `publication` on the shard's replica before anyone sees it: waits for the

@@ -171,6 +171,7 @@ pub(super) fn follow(node: &Node, cluster: &Arc<Cluster>, state: &ClusterState, 
     let mut released = Vec::new();
     let mut abandoned = Vec::new();
     let mut outgoing: Vec<Outgoing> = Vec::new();
+    let mut stale = Vec::new();
     let changed;
     {
         let mut serving = cluster
@@ -240,11 +241,24 @@ pub(super) fn follow(node: &Node, cluster: &Arc<Cluster>, state: &ClusterState, 
             } else {
                 None
             };
+            // Only a hand-off the state records from this node ships rooms: a shard that left
+            // without one was taken away while this node was cut off or declared dead (a
+            // failover), and its rooms here are stale: their new owner continues from the
+            // shard's replica or afresh, and would refuse what this node shipped.
+            let recorded = |shard: ShardId, to: NodeId| {
+                state
+                    .handoffs
+                    .get(&shard)
+                    .is_some_and(|h| h.from == me && h.to == to)
+            };
             // Whole shards that left this node: their new owners wait for a `Done`.
             let mut groups: HashMap<(ShardId, NodeId), Outgoing> = HashMap::new();
             if let Some(old_map) = &old_map {
                 for (shard, owner) in new_map.shards() {
-                    if owner != me && previous_owner(old_map, new_map, shard) == Some(me) {
+                    if owner != me
+                        && previous_owner(old_map, new_map, shard) == Some(me)
+                        && recorded(shard, owner)
+                    {
                         groups.insert(
                             (shard, owner),
                             Outgoing {
@@ -266,6 +280,10 @@ pub(super) fn follow(node: &Node, cluster: &Arc<Cluster>, state: &ClusterState, 
                     continue;
                 }
                 let shard = new_map.shard_of_room(&name);
+                if !recorded(shard, owner) {
+                    stale.push((name, room));
+                    continue;
+                }
                 groups
                     .entry((shard, owner))
                     .or_insert_with(|| Outgoing {
@@ -298,6 +316,10 @@ pub(super) fn follow(node: &Node, cluster: &Arc<Cluster>, state: &ClusterState, 
     for group in outgoing {
         let cluster = Arc::clone(cluster);
         tokio::spawn(async move { ship(&cluster, group).await });
+    }
+    for (name, room) in stale {
+        info!(room = %name, "room's shard taken away without a hand-off; its subscribers resubscribe");
+        let _ = room.send_message(RoomMsg::Abandon);
     }
     if changed || sweep {
         follow_relays(node, cluster);
