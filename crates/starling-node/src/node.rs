@@ -778,11 +778,15 @@ impl Node {
         }
     }
 
-    /// A member declared dead answers again (a partition healed, or it was only slow): it
-    /// most likely declared this node dead too and dropped this node's relays of its rooms,
-    /// so those relays would wait for copies that never come. They close instead, telling
-    /// their subscribers to resubscribe (2500): the SDKs do, recovering what they missed.
+    /// A member declared dead answers again (a partition healed, or it was only slow). Rooms
+    /// here that dropped its relays tell it so. It most likely declared this node dead too
+    /// and dropped this node's relays of its rooms, so those relays would wait for copies
+    /// that never come: they close instead, telling their subscribers to resubscribe (2500);
+    /// the SDKs do, recovering what they missed.
     pub(crate) fn member_up(&self, member: NodeId) {
+        for (_, room) in self.room_refs() {
+            let _ = room.send_message(RoomMsg::MemberUp(member));
+        }
         for (name, owner, relay) in self.relay_refs() {
             if owner == member {
                 info!(room = %name, owner = %member, "owner back from silence; subscribers resubscribe");

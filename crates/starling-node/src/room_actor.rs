@@ -147,6 +147,10 @@ pub(crate) enum RoomMsg {
     },
     /// Node `.0` was declared dead: its clients leave.
     MemberDown(NodeId),
+    /// A member declared dead answers again: if this room dropped its relay at `MemberDown`,
+    /// it tells the member so (`FromRoom::Closed`), whose relay then sends its subscribers to
+    /// resubscribe instead of waiting for copies that will not come.
+    MemberUp(NodeId),
     /// This node no longer owns the room's shard and `to` does: ship the state there, tell
     /// relay nodes, turn the local subscribers into a relay, stop. Answers whether the state
     /// was shipped.
@@ -247,6 +251,8 @@ pub(crate) struct RoomState {
     adopting: HashSet<Arc<str>>,
     /// The replica that holds this room's state up to the last publication, if one does.
     synced_replica: Option<NodeId>,
+    /// Members whose relay this room dropped when they were declared dead.
+    dropped_relays: HashSet<NodeId>,
     /// A room continued from a replica's copy is not stopped as idle before this: its
     /// subscribers elsewhere are on their way back (told to resubscribe) and must find it,
     /// epoch and all, rather than a fresh room.
@@ -299,6 +305,7 @@ impl Actor for RoomActor {
             mode,
             adopting: HashSet::new(),
             synced_replica: None,
+            dropped_relays: HashSet::new(),
             keep_until: continued.then(|| keep_for_resubscribers(&myself)),
             epoch: room.epoch().into(),
             room,
@@ -501,7 +508,23 @@ impl RoomState {
                     state.remote_unsubscribe(&client);
                 }
             }
+            RoomMsg::MemberUp(member) => {
+                if state.dropped_relays.remove(&member)
+                    && let Some(cluster) = state.node.cluster()
+                {
+                    let closed = Frame::FromRoom {
+                        room: state.name.to_string(),
+                        msg: FromRoom::Closed,
+                    };
+                    if !cluster.send(member, closed) {
+                        debug!(room = %state.name, %member, "cannot tell a member back from silence");
+                    }
+                }
+            }
             RoomMsg::MemberDown(member) => {
+                if state.relay_nodes.contains_key(&member) {
+                    state.dropped_relays.insert(member);
+                }
                 let gone: Vec<Arc<str>> = state
                     .remote
                     .iter()

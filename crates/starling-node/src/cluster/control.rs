@@ -109,7 +109,16 @@ pub(super) fn spawn(node: Node, cluster: Arc<Cluster>) -> AbortHandle {
                 let node = node.clone();
                 tokio::spawn(async move { node.advise_reconnect(spread).await });
             }
-            leader_duties(&cluster, &state, &mut leader).await;
+            // Bounded: a leader cut off from its quorum would wait on a proposal until the
+            // cut heals, and this loop must keep judging liveness meanwhile. The commands are
+            // fenced by map version, so one that still commits later does no harm.
+            let duties = leader_duties(&cluster, &state, &mut leader);
+            if tokio::time::timeout(cluster.settings.failover_timeout, duties)
+                .await
+                .is_err()
+            {
+                warn!("leader duties did not finish within the failover timeout (no quorum?)");
+            }
         }
     })
     .abort_handle()

@@ -281,6 +281,10 @@ pub(super) fn follow(node: &Node, cluster: &Arc<Cluster>, state: &ClusterState, 
                 }
                 let shard = new_map.shard_of_room(&name);
                 if !recorded(shard, owner) {
+                    // Off the table now, under the write lock: a room of the shard that comes
+                    // back here later (a rebalance) must start anew, awaiting its hand-off,
+                    // and not find this stale actor, which may be busy with a queued call.
+                    node.forget_room(&name, &room);
                     stale.push((name, room));
                     continue;
                 }
