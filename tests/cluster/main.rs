@@ -8,7 +8,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use starling_protocol::{Encoding, StreamPosition, SubscribeRequest};
 use starling_tests::cluster::{TEST_FAILOVER, TestCluster};
-use starling_tests::{BASE_CONFIG, WAIT, connect_as, eventually, next_pub, next_push_where, sub};
+use starling_tests::{
+    BASE_CONFIG, WAIT, connect_as, eventually, next_pub, next_push_where, sub, until_ok,
+};
 
 fn json(value: serde_json::Value) -> Bytes {
     Bytes::from(value.to_string())
@@ -262,25 +264,16 @@ async fn killing_an_owner_hands_its_shards_to_their_replicas_with_nothing_lost()
     assert_eq!(offsets, acked);
     // Refused (and retried, as a backend would) until the leader has named the shard's next
     // replica: a publish is acknowledged only with two copies.
-    let deadline = tokio::time::Instant::now() + TEST_FAILOVER * 3;
-    let next = loop {
-        let published = api
-            .publish_from_api(
-                &room,
-                json(serde_json::json!({"after": "failover"})),
-                Default::default(),
-                false,
-            )
-            .await;
-        match published {
-            Ok(position) => break position.expect("a position"),
-            Err(error) if tokio::time::Instant::now() < deadline => {
-                println!("publish after the failover refused ({error}); again");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(error) => return Err(error.into()),
-        }
-    };
+    let next = until_ok(TEST_FAILOVER * 3, || {
+        api.publish_from_api(
+            &room,
+            json(serde_json::json!({"after": "failover"})),
+            Default::default(),
+            false,
+        )
+    })
+    .await?
+    .expect("a position");
     assert_eq!(next.offset, acked[2] + 1);
     assert_eq!(next_pub(&client, &room).await?.offset, next.offset);
 
@@ -380,17 +373,7 @@ async fn a_dead_replica_is_replaced_and_filled_so_the_next_failover_loses_nothin
         limit: -1,
         reverse: false,
     };
-    let deadline = tokio::time::Instant::now() + TEST_FAILOVER * 3;
-    let history = loop {
-        match api.history(&room, query.clone()).await {
-            Ok(page) => break page,
-            Err(error) if tokio::time::Instant::now() < deadline => {
-                println!("history not yet: {error}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(error) => return Err(error.into()),
-        }
-    };
+    let history = until_ok(TEST_FAILOVER * 3, || api.history(&room, query.clone())).await?;
     assert_eq!(history.position.epoch, acked[0].epoch, "the same stream");
     let offsets: Vec<u64> = history.publications.iter().map(|p| p.offset).collect();
     assert_eq!(offsets.first(), Some(&acked[0].offset));

@@ -50,7 +50,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use starling_tests::cluster::{TEST_FAILOVER, TestCluster};
 use starling_tests::proxy::TcpProxy;
-use starling_tests::{TestNode, eventually, hs256_token};
+use starling_tests::{TestNode, eventually, hs256_token, until_ok};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
@@ -473,31 +473,14 @@ async fn publish(cluster: &TestCluster, via: u64, room: &str, phase: &str, n: u6
         .nth(1)
         .context("the room names end in -stays-N or -moves-N")?;
     let data = serde_json::json!({"room": label, "phase": phase, "n": n});
-    let deadline = tokio::time::Instant::now() + TEST_FAILOVER * 5;
-    loop {
-        let published = cluster
-            .member(via)
-            .node
-            .node
-            .publish_from_api(
-                room,
-                serde_json::to_vec(&data)?.into(),
-                Default::default(),
-                false,
-            )
-            .await;
-        match published {
-            Ok(_) => return Ok(()),
-            Err(error) if tokio::time::Instant::now() < deadline => {
-                eprintln!("publishing {data} in {room}: {error}; again");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(error) => {
-                return Err(error)
-                    .with_context(|| format!("publishing {data} in {room} through node {via}"));
-            }
-        }
-    }
+    let body = serde_json::to_vec(&data)?;
+    let node = &cluster.member(via).node.node;
+    until_ok(TEST_FAILOVER * 5, || {
+        node.publish_from_api(room, body.clone().into(), Default::default(), false)
+    })
+    .await
+    .with_context(|| format!("publishing {data} in {room} through node {via}"))?;
+    Ok(())
 }
 
 /// Waits (bounded) until the presence of `room`, asked of node `via`, is exactly alice's

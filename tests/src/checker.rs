@@ -25,7 +25,7 @@ use bytes::Bytes;
 use starling_protocol::Encoding;
 
 use crate::cluster::TestCluster;
-use crate::{SECRET, eventually, hs256_token, sub};
+use crate::{SECRET, eventually, hs256_token, sub, until_ok};
 
 /// An acknowledgement: the publication's offset and the room's epoch.
 pub type Ack = (u64, String);
@@ -460,24 +460,21 @@ async fn resubscribe_with_recovery(
     offset: u64,
     epoch: &str,
 ) -> Option<starling_protocol::SubscribeResult> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let request = starling_protocol::SubscribeRequest {
-            recover: true,
-            offset,
-            epoch: epoch.to_owned(),
-            ..sub(room)
-        };
-        match client.subscribe(request).await {
-            Ok(result) => return Some(result),
-            Err(error) if tokio::time::Instant::now() < deadline => {
-                eprintln!("checker: resubscribe to {room} failed ({error}); again");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(error) => {
-                eprintln!("checker: resubscribe to {room} gave up: {error}");
-                return None;
-            }
+    let request = starling_protocol::SubscribeRequest {
+        recover: true,
+        offset,
+        epoch: epoch.to_owned(),
+        ..sub(room)
+    };
+    match until_ok(Duration::from_secs(30), || {
+        client.subscribe(request.clone())
+    })
+    .await
+    {
+        Ok(result) => Some(result),
+        Err(error) => {
+            eprintln!("checker: resubscribe to {room} gave up: {error}");
+            None
         }
     }
 }

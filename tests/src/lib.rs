@@ -140,15 +140,29 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
+    until_ok(within, || {
+        let held = condition();
+        async move { if held.await { Ok(()) } else { Err(()) } }
+    })
+    .await
+    .is_ok()
+}
+
+/// Retries `attempt` until it succeeds or `within` passes, as a client does with a temporary
+/// error (a publish refused while a shard's replica is replaced); returns the success or the
+/// last error.
+pub async fn until_ok<T, E, F, Fut>(within: Duration, mut attempt: F) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        if condition().await {
-            return true;
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(error) if tokio::time::Instant::now() >= deadline => return Err(error),
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
         }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -57,9 +57,10 @@ pub(super) fn spawn(node: Node, cluster: Arc<Cluster>) -> AbortHandle {
             // A room started on this node just as its shard moved away can miss the switch
             // of that map; a periodic sweep catches it.
             handoff::follow(&node, &cluster, &state, ticks.is_multiple_of(SWEEP_EVERY));
-            let new_state = seen_state
-                .as_ref()
-                .is_none_or(|seen| !Arc::ptr_eq(seen, &state));
+            let (new_state, new_replicas) = match &seen_state {
+                Some(seen) => (!Arc::ptr_eq(seen, &state), seen.replicas != state.replicas),
+                None => (true, true),
+            };
             if new_state || ticks.is_multiple_of(SWEEP_EVERY) {
                 cluster.follow_replicas(&node, &state);
             }
@@ -70,10 +71,7 @@ pub(super) fn spawn(node: Node, cluster: Arc<Cluster>) -> AbortHandle {
                 // publications would otherwise never give it).
                 cluster.retry_unreplicated(&node);
             }
-            if seen_state
-                .as_ref()
-                .is_none_or(|seen| seen.replicas != state.replicas)
-            {
+            if new_replicas {
                 // New replicas get the state of every room at once, not at its next
                 // publication.
                 node.sync_replicas();

@@ -216,7 +216,7 @@ fn to_room(node: &Node, cluster: &Cluster, from: NodeId, room: String, msg: ToRo
             recovery_limit,
         } => {
             let refuse = |refusal: Refusal| {
-                tracing::info!(%room, peer = %from, %refusal, "remote subscribe refused");
+                tracing::debug!(%room, peer = %from, %refusal, "remote subscribe refused");
                 let msg = FromRoom::Refused { req, refusal };
                 if !cluster.send(
                     from,
