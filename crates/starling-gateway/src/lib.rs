@@ -39,6 +39,7 @@ mod stream;
 mod tls;
 mod uni_sse;
 mod websocket;
+mod ws_frame;
 
 pub use server::{router, serve, serve_tls};
 pub use tls::{ServerTls, TlsError};

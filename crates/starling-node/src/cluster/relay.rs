@@ -200,7 +200,9 @@ impl Actor for RelayActor {
                 state.unsubscribe(&client_id, notify);
             }
             RelayMsg::FromRoom { from, msg } => {
-                if state.on_owner_message(&myself, from, msg).await {
+                // Boxed while it runs: inline, its future (≈ 5 KiB) would sit in ractor's
+                // loop for the relay's whole life.
+                if Box::pin(state.on_owner_message(&myself, from, msg)).await {
                     return Ok(());
                 }
             }
