@@ -157,30 +157,33 @@ fn offers_protobuf(headers: &HeaderMap) -> bool {
         .any(|protocol| protocol.trim() == PROTOBUF_SUBPROTOCOL)
 }
 
-/// Takes the raw stream back out of hyper's upgrade wrapper: the socket task then polls the
-/// TCP (or TLS) stream itself, without a boxed `dyn` layer and its buffer in between.
+/// Takes the raw stream back out of hyper's upgrade wrapper — the socket is then polled
+/// directly, without a boxed `dyn` layer in between — opens the connection, and hands it to
+/// a task of its own (see [`serve`]).
 async fn run_upgraded(node: Node, upgraded: Upgraded, encoding: Encoding, remote: SocketAddr) {
     let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => {
             let io = parts.io.into_inner();
-            return Box::pin(run_socket(node, io, parts.read_buf, encoding, remote)).await;
+            return open(node, io, parts.read_buf, encoding, remote).await;
         }
         Err(upgraded) => upgraded,
     };
     let upgraded = match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
         Ok(parts) => {
             let io = parts.io.into_inner();
-            return Box::pin(run_socket(node, io, parts.read_buf, encoding, remote)).await;
+            return Box::pin(open(node, io, parts.read_buf, encoding, remote)).await;
         }
         Err(upgraded) => upgraded,
     };
     let io = TokioIo::new(upgraded);
-    Box::pin(run_socket(node, io, Bytes::new(), encoding, remote)).await;
+    Box::pin(open(node, io, Bytes::new(), encoding, remote)).await;
 }
 
-async fn run_socket<S>(node: Node, io: S, early: Bytes, encoding: Encoding, remote: SocketAddr)
+/// Admits the connection and starts its actor, handles what the client sent right behind its
+/// handshake, and spawns the task that serves the socket from then on.
+async fn open<S>(node: Node, io: S, early: Bytes, encoding: Encoding, remote: SocketAddr)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut socket = Socket {
         io,
@@ -188,8 +191,6 @@ where
         encoding,
         closing: false,
     };
-    // Boxed: the connection's task lives as long as the connection, and this future (admission,
-    // spawning the actor) is only needed for the first moment of it.
     let handle = match Box::pin(node.open_connection(encoding, Some(remote))).await {
         Ok(handle) => handle,
         Err(error) => {
@@ -200,19 +201,41 @@ where
         }
     };
     debug!(client = %handle.client_id, %remote, ?encoding, "websocket open");
+    let read_wake = Arc::new(ReadWake {
+        woken: AtomicBool::new(true),
+        task: Mutex::new(None),
+    });
+    let mut conn = Box::new(Conn {
+        socket,
+        read_waker: Waker::from(Arc::clone(&read_wake)),
+        read_wake,
+        task_waker: None,
+        frames: Frames::default(),
+        read_size: match node.config().websocket.read_buffer_size {
+            0 => DEFAULT_READ_BUFFER,
+            size => size,
+        },
+        node,
+        handle,
+    });
     let mut items = Vec::new();
-    let early = if early.is_empty() {
-        Ok(())
+    // These bytes point into hyper's read buffer for the request (kilobytes): they are not
+    // kept past this function.
+    let outcome = conn.socket.reader.feed(&early, &mut items);
+    drop(early);
+    if conn.on_read(items, outcome).await {
+        tokio::spawn(serve(conn));
     } else {
-        // What the client sent right behind its handshake, already read by hyper.
-        socket.reader.feed(&early, &mut items)
-    };
-    if socket.on_read(&node, &handle, items, early).await {
-        socket.pump(&node, &handle).await;
+        conn.finish().await;
     }
-    debug!(client = %handle.client_id, "websocket closed");
-    handle.closed().await;
-    socket.linger().await;
+}
+
+/// The connection's long-lived task. Everything it needs sits in one allocation of exactly
+/// its size, so the task itself stays small: an async function keeps a copy of every
+/// argument and local it is given for its whole life.
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut conn: Box<Conn<S>>) {
+    conn.pump().await;
+    Box::pin(conn.finish()).await;
 }
 
 /// What woke the socket task.
@@ -257,61 +280,40 @@ thread_local! {
     static READ_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// One client's socket.
-struct Socket<S> {
-    io: S,
-    reader: Reader,
-    encoding: Encoding,
-    /// The server has sent its close frame; nothing more is written.
-    closing: bool,
+/// One open WebSocket connection: the socket, its connection actor, and the socket task's
+/// bookkeeping.
+struct Conn<S> {
+    socket: Socket<S>,
+    node: Node,
+    handle: ConnectionHandle,
+    /// Frames taken from the outbound queue, reused batch after batch.
+    frames: Frames,
+    read_wake: Arc<ReadWake>,
+    /// A waker for `read_wake`, given to the socket in place of the task's.
+    read_waker: Waker,
+    /// The task's waker as last stored in `read_wake`.
+    task_waker: Option<Waker>,
+    /// Bytes to read at once (`websocket.read_buffer_size`).
+    read_size: usize,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Moves messages both ways until either side ends the connection.
-    async fn pump(&mut self, node: &Node, handle: &ConnectionHandle) {
-        let read_wake = Arc::new(ReadWake {
-            woken: AtomicBool::new(true),
-            task: Mutex::new(None),
-        });
-        let mut task_waker: Option<Waker> = None;
-        let read_waker = Waker::from(Arc::clone(&read_wake));
-        let read_size = match node.config().websocket.read_buffer_size {
-            0 => DEFAULT_READ_BUFFER,
-            size => size,
-        };
-        let mut frames = Frames::default();
+    async fn pump(&mut self) {
         // Which side goes first alternates, so a flood on one cannot starve the other (a client
         // whose pongs are never read would be closed for not answering pings).
         let mut read_first = false;
         loop {
             read_first = !read_first;
-            let event = poll_fn(|cx| {
-                if !task_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                    let mut task = read_wake.task.lock().unwrap_or_else(|p| p.into_inner());
-                    *task = Some(cx.waker().clone());
-                    task_waker = Some(cx.waker().clone());
-                }
-                if read_first && let Some(event) = self.poll_read(&read_wake, &read_waker, read_size)
-                {
-                    return Poll::Ready(event);
-                }
-                if let Poll::Ready(close) = handle.outbound.poll_take(cx, &mut frames) {
-                    return Poll::Ready(Event::Write(close));
-                }
-                if !read_first
-                    && let Some(event) = self.poll_read(&read_wake, &read_waker, read_size)
-                {
-                    return Poll::Ready(event);
-                }
-                Poll::Pending
-            })
-            .await;
+            let event = poll_fn(|cx| self.poll_event(cx, read_first)).await;
             let more = match event {
-                Event::Write(close) => self.write_batch(&mut frames, close).await,
-                Event::Read(items, outcome) => self.on_read(node, handle, items, outcome).await,
+                Event::Write(close) => self.write_batch(close).await,
+                // Boxed: reads are rare next to writes, and inline this future would make the
+                // task larger for the connection's whole life.
+                Event::Read(items, outcome) => Box::pin(self.on_read(items, outcome)).await,
                 Event::Gone(error) => {
                     if let Some(error) = error {
-                        debug!(client = %handle.client_id, %error, "websocket read error");
+                        debug!(client = %self.handle.client_id, %error, "websocket read error");
                     }
                     false
                 }
@@ -322,49 +324,68 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
         }
     }
 
+    fn poll_event(&mut self, cx: &mut Context<'_>, read_first: bool) -> Poll<Event> {
+        if !self
+            .task_waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            let mut task = self.read_wake.task.lock().unwrap_or_else(|p| p.into_inner());
+            *task = Some(cx.waker().clone());
+            self.task_waker = Some(cx.waker().clone());
+        }
+        if read_first && let Some(event) = self.poll_read() {
+            return Poll::Ready(event);
+        }
+        if let Poll::Ready(close) = self.handle.outbound.poll_take(cx, &mut self.frames) {
+            return Poll::Ready(Event::Write(close));
+        }
+        if !read_first && let Some(event) = self.poll_read() {
+            return Poll::Ready(event);
+        }
+        Poll::Pending
+    }
+
     /// Reads the socket if it signalled since the last read, with `read_waker` standing in for
     /// the task's waker so the next signal is remembered.
-    fn poll_read(&mut self, read_wake: &ReadWake, read_waker: &Waker, size: usize) -> Option<Event> {
-        if !read_wake.woken.swap(false, Ordering::AcqRel) {
+    fn poll_read(&mut self) -> Option<Event> {
+        if !self.read_wake.woken.swap(false, Ordering::AcqRel) {
             return None;
         }
-        let mut read_cx = Context::from_waker(read_waker);
+        let mut read_cx = Context::from_waker(&self.read_waker);
+        let size = self.read_size;
+        let socket = &mut self.socket;
         let event = READ_BUFFER.with_borrow_mut(|buffer| {
             if buffer.len() < size {
                 buffer.resize(size, 0);
             }
             let mut buf = ReadBuf::new(&mut buffer[..size]);
-            match Pin::new(&mut self.io).poll_read(&mut read_cx, &mut buf) {
+            match Pin::new(&mut socket.io).poll_read(&mut read_cx, &mut buf) {
                 Poll::Pending => None,
                 Poll::Ready(Err(error)) => Some(Event::Gone(Some(error))),
                 Poll::Ready(Ok(())) if buf.filled().is_empty() => Some(Event::Gone(None)),
                 Poll::Ready(Ok(())) => {
                     let mut items = Vec::new();
-                    let outcome = self.reader.feed(buf.filled(), &mut items);
+                    let outcome = socket.reader.feed(buf.filled(), &mut items);
                     Some(Event::Read(items, outcome))
                 }
             }
         });
         if event.is_some() {
             // More may be waiting already: look again on the next turn.
-            read_wake.woken.store(true, Ordering::Release);
+            self.read_wake.woken.store(true, Ordering::Release);
         }
         event
     }
 
     /// Handles what the socket produced; `false` when the connection is over.
-    async fn on_read(
-        &mut self,
-        node: &Node,
-        handle: &ConnectionHandle,
-        items: Vec<Inbound>,
-        outcome: Result<(), ReadError>,
-    ) -> bool {
+    async fn on_read(&mut self, items: Vec<Inbound>, outcome: Result<(), ReadError>) -> bool {
+        let socket = &mut self.socket;
         for item in items {
             match item {
-                Inbound::Text(data) | Inbound::Binary(data) => handle.inbound(data),
+                Inbound::Text(data) | Inbound::Binary(data) => self.handle.inbound(data),
                 Inbound::Ping(data) => {
-                    if self.write_frame(Opcode::Pong, &data).await.is_err() {
+                    if socket.write_frame(Opcode::Pong, &data).await.is_err() {
                         return false;
                     }
                 }
@@ -373,8 +394,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
                     // Echo the client's code (RFC 6455 §5.5.1) and end.
                     let payload = code.map(u16::to_be_bytes);
                     let payload = payload.as_ref().map_or(&[][..], |code| &code[..]);
-                    let _ = self.write_frame(Opcode::Close, payload).await;
-                    self.closing = true;
+                    let _ = socket.write_frame(Opcode::Close, payload).await;
+                    socket.closing = true;
                     return false;
                 }
             }
@@ -382,48 +403,64 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
         let Err(error) = outcome else {
             return true;
         };
+        let client = &self.handle.client_id;
         let (code, reason) = error.close();
         match &error {
             ReadError::TooBig { size, max_size } => {
-                info!(client = %handle.client_id, size, max_size, "message over size limit");
+                info!(%client, size, max_size, "message over size limit");
             }
-            ReadError::InvalidUtf8 => {
-                info!(client = %handle.client_id, "text frame is not UTF-8");
-            }
+            ReadError::InvalidUtf8 => info!(%client, "text frame is not UTF-8"),
             ReadError::Protocol(what) => {
-                info!(client = %handle.client_id, violation = what, "websocket protocol error");
+                info!(%client, violation = what, "websocket protocol error");
             }
         }
-        node.metrics().count_close(code);
-        let _ = self
-            .close(&Close {
-                code,
-                reason: Cow::Borrowed(reason),
-                reconnect: false,
-            })
-            .await;
+        self.node.metrics().count_close(code);
+        let close = Close {
+            code,
+            reason: Cow::Borrowed(reason),
+            reconnect: false,
+        };
+        let _ = socket.close(&close).await;
         false
     }
 
     /// Writes the taken frames as one message, then the close if one came with them; `false`
     /// when the connection is over.
-    async fn write_batch(&mut self, frames: &mut Frames, close: Option<Close>) -> bool {
-        if !frames.is_empty() {
-            let (opcode, payload) = transport_message(self.encoding, frames);
-            frames.shrink();
-            if self.write_frame(opcode, &payload).await.is_err() {
+    async fn write_batch(&mut self, close: Option<Close>) -> bool {
+        if !self.frames.is_empty() {
+            let (opcode, payload) = transport_message(self.socket.encoding, &mut self.frames);
+            self.frames.shrink();
+            if self.socket.write_frame(opcode, &payload).await.is_err() {
                 return false;
             }
         }
         match close {
             Some(close) => {
-                let _ = self.close(&close).await;
+                let _ = self.socket.close(&close).await;
                 false
             }
             None => true,
         }
     }
 
+    /// Lets the connection actor clean up, then closes the socket.
+    async fn finish(mut self: Box<Self>) {
+        debug!(client = %self.handle.client_id, "websocket closed");
+        self.handle.closed().await;
+        self.socket.linger().await;
+    }
+}
+
+/// One client's socket.
+struct Socket<S> {
+    io: S,
+    reader: Reader,
+    encoding: Encoding,
+    /// The server has sent its close frame; nothing more is written.
+    closing: bool,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
     /// Writes one unfragmented frame: header and payload in one vectored write where the
     /// stream takes it, the payload never copied into a buffer of ours.
     async fn write_frame(&mut self, opcode: Opcode, payload: &[u8]) -> io::Result<()> {

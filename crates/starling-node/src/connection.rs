@@ -27,6 +27,7 @@ use tracing::{debug, info, warn};
 
 use crate::clock::unix_now_secs;
 use crate::error::CommandError;
+use crate::heartbeat::{Beat, BeatKey};
 use crate::node::Node;
 use crate::outbound::{Close, Outbound};
 use crate::rate::TokenBucket;
@@ -108,6 +109,8 @@ pub(crate) struct ConnectionState {
     /// `client.command_rate_limit`; `None` when unlimited.
     command_rate: Option<TokenBucket>,
     timers: Timers,
+    /// The pending heartbeat (next ping, or the pong deadline), on the node's shared timer.
+    beat: Option<BeatKey>,
     ping_seq: u64,
     /// Unix second the pending connection-expiry check is armed for, if one is.
     expiry_armed: Option<i64>,
@@ -257,6 +260,7 @@ impl Actor for ConnectionActor {
             emulation_session: None,
             awaiting_pong: false,
             command_rate,
+            beat: None,
             ping_seq: 0,
             expiry_armed: None,
         })
@@ -268,6 +272,9 @@ impl Actor for ConnectionActor {
         state: &mut ConnectionState,
     ) -> Result<(), ActorProcessingErr> {
         state.timers.cancel_all();
+        if let Some(beat) = state.beat.take() {
+            state.node.heartbeats().cancel(beat);
+        }
         state.leave_all_rooms();
         if let Some(session) = &state.session {
             state.node.unindex_user(&session.user, &state.client_id);
@@ -1159,9 +1166,18 @@ impl ConnectionState {
 
     fn schedule_ping(&mut self, myself: &ActorRef<ConnectionMsg>, after: Duration) {
         if !after.is_zero() {
-            let timer = myself.send_after(after, || ConnectionMsg::Ping);
-            self.timers.keep(timer.abort_handle());
+            self.schedule_beat(myself, after, Beat::Ping);
         }
+    }
+
+    /// Replaces the pending heartbeat with `beat`, `after` from now.
+    fn schedule_beat(&mut self, myself: &ActorRef<ConnectionMsg>, after: Duration, beat: Beat) {
+        let heartbeats = self.node.heartbeats();
+        if let Some(previous) = self.beat.take() {
+            heartbeats.cancel(previous);
+        }
+        let at = tokio::time::Instant::now() + after;
+        self.beat = Some(heartbeats.schedule(at, myself, beat));
     }
 
     fn on_ping(&mut self, myself: &ActorRef<ConnectionMsg>) {
@@ -1184,8 +1200,7 @@ impl ConnectionState {
         self.ping_seq += 1;
         let seq = self.ping_seq;
         let timeout = self.node.config().client.pong_timeout.0;
-        let timer = myself.send_after(timeout, move || ConnectionMsg::PongDeadline(seq));
-        self.timers.keep(timer.abort_handle());
+        self.schedule_beat(myself, timeout, Beat::PongDeadline(seq));
     }
 
     fn on_pong_deadline(&mut self, myself: &ActorRef<ConnectionMsg>, seq: u64) {

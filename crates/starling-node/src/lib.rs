@@ -25,6 +25,7 @@ mod clock;
 pub mod cluster;
 mod connection;
 mod error;
+mod heartbeat;
 mod metrics;
 mod node;
 mod outbound;

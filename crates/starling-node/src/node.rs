@@ -36,6 +36,7 @@ use crate::cluster::{
 };
 use crate::connection::{ConnectionActor, ConnectionArgs, ConnectionMsg};
 use crate::error::NodeError;
+use crate::heartbeat::Heartbeats;
 use crate::metrics::Metrics;
 use crate::outbound::Outbound;
 use crate::rate::TokenBucket;
@@ -70,7 +71,7 @@ struct Inner {
     /// in presence: the session id is what authorizes an emulation request.
     sessions: DashMap<Arc<str>, ActorRef<ConnectionMsg>>,
     /// User id → client ids of its authenticated connections (anonymous ones under `""`).
-    users: DashMap<Arc<str>, HashSet<Arc<str>>>,
+    users: DashMap<Arc<str>, ClientSet>,
     /// Random id of this node process, reported by the server API's `info`.
     uid: String,
     started: tokio::time::Instant,
@@ -83,6 +84,60 @@ struct Inner {
     cluster: OnceLock<Arc<Cluster>>,
     /// Relays: rooms owned by another node that have subscribers here.
     relays: DashMap<Arc<str>, RelayEntry>,
+    /// Every connection's next ping or pong deadline.
+    heartbeats: Heartbeats,
+}
+
+/// The connections of one user: almost always one, held inline — a set for one client id
+/// costs an allocation of four buckets, and every idle connection of a distinct user held one.
+#[derive(Debug, Default)]
+enum ClientSet {
+    #[default]
+    Empty,
+    One(Arc<str>),
+    Many(HashSet<Arc<str>>),
+}
+
+impl ClientSet {
+    fn insert(&mut self, client_id: Arc<str>) {
+        match self {
+            ClientSet::Empty => *self = ClientSet::One(client_id),
+            ClientSet::One(only) if *only == client_id => {}
+            ClientSet::One(only) => {
+                let set = HashSet::from([Arc::clone(only), client_id]);
+                *self = ClientSet::Many(set);
+            }
+            ClientSet::Many(set) => {
+                set.insert(client_id);
+            }
+        }
+    }
+
+    fn remove(&mut self, client_id: &str) {
+        match self {
+            ClientSet::One(only) if &**only == client_id => *self = ClientSet::Empty,
+            ClientSet::Many(set) => {
+                set.remove(client_id);
+            }
+            _ => {}
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            ClientSet::Empty => true,
+            ClientSet::One(_) => false,
+            ClientSet::Many(set) => set.is_empty(),
+        }
+    }
+
+    fn to_vec(&self) -> Vec<Arc<str>> {
+        match self {
+            ClientSet::Empty => Vec::new(),
+            ClientSet::One(only) => vec![Arc::clone(only)],
+            ClientSet::Many(set) => set.iter().cloned().collect(),
+        }
+    }
 }
 
 /// A relay and the owner it follows.
@@ -172,6 +227,7 @@ impl Node {
                 connection_rate,
                 cluster: OnceLock::new(),
                 relays: DashMap::new(),
+                heartbeats: Heartbeats::new(),
             }),
         })
     }
@@ -189,6 +245,11 @@ impl Node {
     /// Counters for `/metrics` and tests.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// The heartbeat timer of the node's connections.
+    pub(crate) fn heartbeats(&self) -> &Heartbeats {
+        &self.inner.heartbeats
     }
 
     /// The node's metrics, shared (for the cluster runtime's gauges).
@@ -413,7 +474,7 @@ impl Node {
     /// The connections of `user`: client id and actor, in no particular order.
     pub(crate) fn user_connections(&self, user: &str) -> Vec<(Arc<str>, ActorRef<ConnectionMsg>)> {
         let ids: Vec<Arc<str>> = match self.inner.users.get(user) {
-            Some(clients) => clients.iter().cloned().collect(),
+            Some(clients) => clients.to_vec(),
             None => return Vec::new(),
         };
         ids.into_iter()
@@ -1119,4 +1180,35 @@ fn new_epoch() -> String {
     raw.iter()
         .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_set_grows_past_one_and_empties() {
+        let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
+        let mut set = ClientSet::default();
+        assert!(set.is_empty());
+        set.insert(Arc::clone(&a));
+        set.insert(Arc::clone(&a));
+        assert!(matches!(set, ClientSet::One(_)));
+        assert_eq!(set.to_vec(), vec![Arc::clone(&a)]);
+        set.insert(Arc::clone(&b));
+        let mut all = set.to_vec();
+        all.sort();
+        assert_eq!(all, vec![Arc::clone(&a), Arc::clone(&b)]);
+        set.remove("a");
+        set.remove("missing");
+        assert_eq!(set.to_vec(), vec![Arc::clone(&b)]);
+        set.remove("b");
+        assert!(set.is_empty());
+        let mut one = ClientSet::default();
+        one.insert(a);
+        one.remove("b");
+        assert!(!one.is_empty());
+        one.remove("a");
+        assert!(one.is_empty());
+    }
 }
