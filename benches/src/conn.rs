@@ -676,7 +676,12 @@ mod tests {
             let decoded = decode_replies(Encoding::Json, &line).unwrap();
             let full = centrifugo_event(&decoded[0]);
             assert!(full.is_some());
-            assert_eq!(json_publication(&line), full, "{}", String::from_utf8_lossy(&line));
+            assert_eq!(
+                json_publication(&line),
+                full,
+                "{}",
+                String::from_utf8_lossy(&line)
+            );
         }
         // What the scan does not recognise goes to the decoder: offset 0 is left out of the
         // JSON, a join push has no publication, a reply has an id.
@@ -701,8 +706,14 @@ mod tests {
         assert_eq!(
             events,
             vec![
-                Event::Publication { sent_ns: Some(5), offset: Some(7) },
-                Event::Publication { sent_ns: Some(6), offset: Some(8) },
+                Event::Publication {
+                    sent_ns: Some(5),
+                    offset: Some(7)
+                },
+                Event::Publication {
+                    sent_ns: Some(6),
+                    offset: Some(8)
+                },
             ]
         );
     }

@@ -342,8 +342,9 @@ async fn websocket_bad_json_closes_with_bad_request() -> anyhow::Result<()> {
 #[tokio::test]
 async fn websocket_invalid_utf8_text_frame_ends_the_connection() -> anyhow::Result<()> {
     let node = start().await?;
-    // A text frame that is not UTF-8 breaks RFC 6455 itself: tungstenite refuses it before
-    // Starling sees a command, and the connection ends with 1007 (invalid frame payload data).
+    // A text frame that is not UTF-8 breaks RFC 6455 itself: the WebSocket layer refuses it
+    // before any command is decoded, and the connection ends with 1007 (invalid frame payload
+    // data).
     let frame = Frame::message(
         WsBytes::from_static(b"{\"id\":1,\"connect\":{\"name\":\"\xff\xfe\"}}"),
         OpCode::Data(Data::Text),
@@ -351,6 +352,125 @@ async fn websocket_invalid_utf8_text_frame_ends_the_connection() -> anyhow::Resu
     );
     let code = close_code_after(&node, Encoding::Json, Message::Frame(frame)).await?;
     ensure!(code == 1007, "closed with {code}");
+    still_serves(&node).await?;
+    back_to_baseline(&node).await?;
+    node.stop().await;
+    Ok(())
+}
+
+/// Opens a WebSocket by hand on a raw TCP stream (no client library), so a test can send
+/// frames that break RFC 6455 in ways a library refuses to produce.
+async fn raw_ws(addr: SocketAddr) -> anyhow::Result<TcpStream> {
+    let mut tcp = TcpStream::connect(addr).await?;
+    let request = format!(
+        "GET /connection/websocket HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await?;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut byte)).await??;
+        ensure!(n == 1, "closed during the handshake");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    ensure!(
+        head.starts_with("HTTP/1.1 101"),
+        "handshake answered {head}"
+    );
+    // RFC 6455 §1.3's example key and its accept value.
+    ensure!(
+        head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        "wrong Sec-WebSocket-Accept in {head}"
+    );
+    Ok(tcp)
+}
+
+/// Reads server frames until a close frame and returns its code.
+async fn raw_close_code(tcp: &mut TcpStream) -> anyhow::Result<u16> {
+    loop {
+        let mut head = [0u8; 2];
+        tokio::time::timeout(WAIT, tcp.read_exact(&mut head))
+            .await
+            .context("no close frame")??;
+        ensure!(head[1] & 0x80 == 0, "server frames are not masked");
+        let len = match head[1] & 0x7F {
+            126 => usize::from(tcp.read_u16().await?),
+            127 => usize::try_from(tcp.read_u64().await?)?,
+            n => usize::from(n),
+        };
+        let mut payload = vec![0u8; len];
+        tcp.read_exact(&mut payload).await?;
+        if head[0] & 0x0F == 0x8 {
+            ensure!(len >= 2, "close frame without a code");
+            return Ok(u16::from_be_bytes([payload[0], payload[1]]));
+        }
+    }
+}
+
+#[tokio::test]
+async fn websocket_protocol_violations_close_with_1002() -> anyhow::Result<()> {
+    let node = start().await?;
+    let mask = [1u8, 2, 3, 4];
+    let masked = |first: u8, payload: &[u8]| {
+        let mut frame = vec![first, 0x80 | u8::try_from(payload.len()).unwrap()];
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        frame
+    };
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("unmasked text frame", vec![0x81, 0x02, b'{', b'}']),
+        ("reserved bit set", masked(0xC1, b"{}")),
+        ("reserved opcode", masked(0x83, b"")),
+        ("fragmented ping", masked(0x09, b"")),
+        ("continuation without a message", masked(0x80, b"{}")),
+    ];
+    for (name, frame) in cases {
+        let mut tcp = raw_ws(node.http_addr).await?;
+        tcp.write_all(&frame).await?;
+        let code = raw_close_code(&mut tcp)
+            .await
+            .with_context(|| name.to_owned())?;
+        ensure!(code == 1002, "{name}: closed with {code}");
+    }
+    // A ping is answered with a pong carrying its payload, and the connection stays.
+    let mut tcp = raw_ws(node.http_addr).await?;
+    tcp.write_all(&masked(0x89, b"still there?")).await?;
+    let mut head = [0u8; 2];
+    tokio::time::timeout(WAIT, tcp.read_exact(&mut head)).await??;
+    ensure!(head == [0x8A, 12], "expected a pong, got {head:?}");
+    let mut payload = [0u8; 12];
+    tcp.read_exact(&mut payload).await?;
+    ensure!(&payload == b"still there?", "pong payload {payload:?}");
+    drop(tcp);
+    still_serves(&node).await?;
+    back_to_baseline(&node).await?;
+    node.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn websocket_handshakes_missing_a_piece_are_refused() -> anyhow::Result<()> {
+    let node = start().await?;
+    let addr = node.http_addr;
+    let request = |extra: &str| {
+        format!(
+            "GET /connection/websocket HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade, close\r\n{extra}\r\n"
+        )
+    };
+    let no_upgrade =
+        request("Sec-WebSocket-Key: a2V5a2V5a2V5a2V5a2V5aw==\r\nSec-WebSocket-Version: 13\r\n");
+    let answer = raw_http(addr, no_upgrade.as_bytes()).await?;
+    ensure!(
+        matches!(answer, Some((400, _))),
+        "no Upgrade header: {answer:?}"
+    );
+    let old_version = "Upgrade: websocket\r\nSec-WebSocket-Key: a2V5a2V5a2V5a2V5a2V5aw==\r\n\
+                       Sec-WebSocket-Version: 8\r\n";
+    let answer = raw_http(addr, request(old_version).as_bytes()).await?;
+    ensure!(matches!(answer, Some((426, _))), "version 8: {answer:?}");
     still_serves(&node).await?;
     back_to_baseline(&node).await?;
     node.stop().await;

@@ -80,7 +80,11 @@ pub(crate) async fn websocket(
     };
     let Some(on_upgrade) = request.extensions_mut().remove::<OnUpgrade>() else {
         // Not an HTTP/1.1 connection that can be upgraded.
-        return (StatusCode::UPGRADE_REQUIRED, "connection cannot be upgraded").into_response();
+        return (
+            StatusCode::UPGRADE_REQUIRED,
+            "connection cannot be upgraded",
+        )
+            .into_response();
     };
     tokio::spawn(async move {
         match on_upgrade.await {
@@ -144,8 +148,12 @@ fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, Refusal> {
     hashed.extend_from_slice(key.as_bytes());
     hashed.extend_from_slice(ACCEPT_GUID);
     let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &hashed);
-    HeaderValue::from_str(&STANDARD.encode(digest.as_ref()))
-        .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode accept key"))
+    HeaderValue::from_str(&STANDARD.encode(digest.as_ref())).map_err(|_| {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot encode accept key",
+        )
+    })
 }
 
 fn offers_protobuf(headers: &HeaderMap) -> bool {
@@ -330,7 +338,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             .as_ref()
             .is_some_and(|w| w.will_wake(cx.waker()))
         {
-            let mut task = self.read_wake.task.lock().unwrap_or_else(|p| p.into_inner());
+            let mut task = self
+                .read_wake
+                .task
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             *task = Some(cx.waker().clone());
             self.task_waker = Some(cx.waker().clone());
         }
@@ -535,9 +547,15 @@ mod tests {
 
     fn handshake(extra: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        headers.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        headers.insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
         headers.insert(
             header::SEC_WEBSOCKET_KEY,
             HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="),
@@ -560,7 +578,10 @@ mod tests {
         let refused = |extra: &[(&'static str, &'static str)]| accept_key(&handshake(extra));
         assert_eq!(refused(&[("connection", "keep-alive")]).unwrap_err().0, 400);
         assert_eq!(refused(&[("upgrade", "h2c")]).unwrap_err().0, 400);
-        assert_eq!(refused(&[("sec-websocket-version", "8")]).unwrap_err().0, 426);
+        assert_eq!(
+            refused(&[("sec-websocket-version", "8")]).unwrap_err().0,
+            426
+        );
         let mut headers = handshake(&[]);
         headers.remove(header::SEC_WEBSOCKET_KEY);
         assert_eq!(accept_key(&headers).unwrap_err().0, 400);

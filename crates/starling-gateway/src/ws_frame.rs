@@ -165,8 +165,7 @@ impl Reader {
         if b0 & 0x70 != 0 {
             return Err(ReadError::Protocol("reserved bits set"));
         }
-        let opcode =
-            Opcode::from_bits(b0 & 0x0F).ok_or(ReadError::Protocol("reserved opcode"))?;
+        let opcode = Opcode::from_bits(b0 & 0x0F).ok_or(ReadError::Protocol("reserved opcode"))?;
         if b1 & 0x80 == 0 {
             return Err(ReadError::Protocol("client frame not masked"));
         }
@@ -386,7 +385,9 @@ mod tests {
     #[test]
     fn rfc_example_masked_hello() {
         // RFC 6455 §5.7: "A single-frame masked text message".
-        let frame = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+        let frame = [
+            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
         let mut reader = Reader::new(1024);
         let out = read_all(&mut reader, &frame).unwrap();
         assert_eq!(out, vec![Inbound::Text(Bytes::from_static(b"Hello"))]);
@@ -467,7 +468,10 @@ mod tests {
         let mut stream = client_frame(false, 2, &[0; 600], MASK);
         stream.extend(client_frame(true, 0, &[0; 600], MASK));
         let err = read_all(&mut Reader::new(1000), &stream).unwrap_err();
-        assert!(matches!(err, ReadError::TooBig { size: 1200, .. }), "{err:?}");
+        assert!(
+            matches!(err, ReadError::TooBig { size: 1200, .. }),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -520,13 +524,20 @@ mod tests {
         let out = read_all(&mut Reader::new(64), &stream).unwrap();
         assert_eq!(
             out,
-            vec![Inbound::Close(Some(1001)), Inbound::Close(None), Inbound::Pong]
+            vec![
+                Inbound::Close(Some(1001)),
+                Inbound::Close(None),
+                Inbound::Pong
+            ]
         );
     }
 
     #[test]
     fn server_headers_use_the_shortest_length() {
-        assert_eq!(server_header(Opcode::Text, 5), ([0x81, 5, 0, 0, 0, 0, 0, 0, 0, 0], 2));
+        assert_eq!(
+            server_header(Opcode::Text, 5),
+            ([0x81, 5, 0, 0, 0, 0, 0, 0, 0, 0], 2)
+        );
         let (head, len) = server_header(Opcode::Binary, 300);
         assert_eq!(&head[..len], &[0x82, 126, 0x01, 0x2c]);
         let (head, len) = server_header(Opcode::Text, 70_000);

@@ -82,7 +82,9 @@ impl Heartbeats {
         let first = {
             let mut pending = self.lock();
             pending.insert(key, (target.clone(), beat));
-            pending.first_key_value().is_some_and(|(first, _)| *first == key)
+            pending
+                .first_key_value()
+                .is_some_and(|(first, _)| *first == key)
         };
         if first {
             self.wake.notify_one();
@@ -221,7 +223,11 @@ mod tests {
     async fn the_timer_task_ends_with_the_node() {
         let (tx, _rx) = mpsc::unbounded_channel();
         let (probe, _join) = Actor::spawn(None, Probe, tx).await.unwrap();
-        let tasks = || tokio::runtime::Handle::current().metrics().num_alive_tasks();
+        let tasks = || {
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks()
+        };
         let before = tasks();
         let heartbeats = Heartbeats::new();
         heartbeats.schedule(Instant::now() + Duration::from_secs(60), &probe, Beat::Ping);
