@@ -330,9 +330,11 @@ pub struct PersonalChannelConfig {
 pub struct WebSocketConfig {
     /// Largest incoming message in bytes.
     pub message_size_limit: usize,
-    /// Read buffer size in bytes; 0 = the transport's default.
+    /// Bytes read from a socket at once; 0 = the transport's default (16 KiB). The buffer
+    /// belongs to the worker thread, not to each connection.
     pub read_buffer_size: usize,
-    /// Write buffer size in bytes; 0 = the transport's default.
+    /// Accepted for Centrifugo compatibility; no effect. Starling keeps no per-connection
+    /// write buffer: a batch is written straight from the shared frame.
     pub write_buffer_size: usize,
 }
 

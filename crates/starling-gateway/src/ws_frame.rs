@@ -122,11 +122,7 @@ impl Reader {
         }
         self.pending.extend_from_slice(data);
         let mut pending = std::mem::take(&mut self.pending);
-        let used = self.parse(&pending, out);
-        let used = match used {
-            Ok(used) => used,
-            Err(error) => return Err(error),
-        };
+        let used = self.parse(&pending, out)?;
         pending.advance(used);
         // Keep the buffer only while it holds something: an idle connection holds none.
         self.pending = if pending.is_empty() {
