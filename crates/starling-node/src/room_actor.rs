@@ -474,7 +474,7 @@ impl RoomState {
                 // already ordered, in history and on the replica) cut the median ack with
                 // 5,000 subscribers from 14 ms to 0.6 ms, but halved the fan-out's throughput
                 // at saturation and doubled its CPU per delivery (measured, docs/performance.md):
-                // the publisher then keeps the room busy while the writers drain.
+                // why was not profiled.
                 let _ = reply.send(Ok((publication, Arc::clone(&state.epoch))));
                 state.node.metrics().publication_in();
             }
