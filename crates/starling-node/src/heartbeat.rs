@@ -206,8 +206,10 @@ mod tests {
         let cancelled = heartbeats.schedule(now + Duration::from_secs(1), &probe, Beat::Ping);
         heartbeats.schedule(now + Duration::from_secs(2), &probe, Beat::PongDeadline(1));
         heartbeats.cancel(cancelled);
+        // A beat due at once: once it has arrived, the timer is asleep until the next one (2 s).
+        heartbeats.schedule(now, &probe, Beat::Ping);
+        assert_eq!(rx.recv().await, Some("ping"));
         // A later schedule of an earlier beat wakes the sleeping timer.
-        tokio::time::sleep(Duration::from_millis(10)).await;
         heartbeats.schedule(now + Duration::from_millis(500), &probe, Beat::Ping);
         assert_eq!(rx.recv().await, Some("ping"));
         assert!(Instant::now() >= now + Duration::from_millis(500));
@@ -233,8 +235,13 @@ mod tests {
         heartbeats.schedule(Instant::now() + Duration::from_secs(60), &probe, Beat::Ping);
         assert_eq!(tasks(), before + 1, "the first beat starts the timer task");
         drop(heartbeats);
-        tokio::time::sleep(Duration::from_millis(1)).await;
-        assert_eq!(tasks(), before, "the timer task ended with its node");
+        let ended = tokio::time::timeout(Duration::from_secs(1), async {
+            while tasks() != before {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "the timer task ended with its node");
         probe.stop(None);
     }
 }
