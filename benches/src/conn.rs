@@ -32,7 +32,7 @@ use tokio_tungstenite::tungstenite::http::{HeaderValue, Uri};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use crate::payload::read_stamp;
+use crate::payload::{leading_number, read_stamp};
 use crate::{nats, socketio};
 
 /// An open WebSocket over plain TCP.
@@ -545,21 +545,6 @@ fn json_publication(line: &[u8]) -> Option<Event> {
         sent_ns: read_stamp(data),
         offset: Some(offset),
     })
-}
-
-/// The unsigned decimal number at the front of `bytes`, and what follows it.
-fn leading_number(bytes: &[u8]) -> Option<(u64, &[u8])> {
-    let end = bytes
-        .iter()
-        .position(|b| !b.is_ascii_digit())
-        .unwrap_or(bytes.len());
-    if end == 0 || end > 20 {
-        return None;
-    }
-    let value = bytes[..end].iter().try_fold(0u64, |acc, digit| {
-        acc.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
-    })?;
-    Some((value, &bytes[end..]))
 }
 
 /// What one Socket.IO packet means to the generator.

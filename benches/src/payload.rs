@@ -43,14 +43,24 @@ pub(crate) fn stamped(sent_ns: u64, size: usize) -> Bytes {
 pub(crate) fn read_stamp(data: &[u8]) -> Option<u64> {
     // A fixed layout keeps this a prefix scan instead of a second JSON parse
     // per delivery, which matters when the generator shares 2 cores.
-    let digits = data.strip_prefix(PREFIX)?;
-    let end = digits.iter().position(|b| !b.is_ascii_digit())?;
+    let (sent_ns, rest) = leading_number(data.strip_prefix(PREFIX)?)?;
+    // The padding field follows the stamp.
+    (!rest.is_empty()).then_some(sent_ns)
+}
+
+/// The unsigned decimal number (1 to 20 digits) at the front of `bytes`, and what follows it.
+pub(crate) fn leading_number(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let end = bytes
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(bytes.len());
     if end == 0 || end > 20 {
         return None;
     }
-    digits[..end].iter().try_fold(0u64, |acc, digit| {
+    let value = bytes[..end].iter().try_fold(0u64, |acc, digit| {
         acc.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
-    })
+    })?;
+    Some((value, &bytes[end..]))
 }
 
 #[cfg(test)]

@@ -219,10 +219,6 @@ where
         read_wake,
         task_waker: None,
         frames: Frames::default(),
-        read_size: match node.config().websocket.read_buffer_size {
-            0 => DEFAULT_READ_BUFFER,
-            size => size,
-        },
         node,
         handle,
     });
@@ -301,8 +297,6 @@ struct Conn<S> {
     read_waker: Waker,
     /// The task's waker as last stored in `read_wake`.
     task_waker: Option<Waker>,
-    /// Bytes to read at once (`websocket.read_buffer_size`).
-    read_size: usize,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
@@ -365,7 +359,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             return None;
         }
         let mut read_cx = Context::from_waker(&self.read_waker);
-        let size = self.read_size;
+        // Bytes to read at once (`websocket.read_buffer_size`).
+        let size = match self.node.config().websocket.read_buffer_size {
+            0 => DEFAULT_READ_BUFFER,
+            size => size,
+        };
         let socket = &mut self.socket;
         let event = READ_BUFFER.with_borrow_mut(|buffer| {
             if buffer.len() < size {

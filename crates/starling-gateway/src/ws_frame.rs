@@ -192,16 +192,16 @@ impl Reader {
                 return Err(ReadError::Protocol("control frame over 125 bytes"));
             }
         } else {
-            let so_far = self.message.as_ref().map_or(0, |(_, m)| m.len());
-            match (opcode, so_far, self.message.is_some()) {
-                (Opcode::Continuation, _, false) => {
+            match (opcode, self.message.is_some()) {
+                (Opcode::Continuation, false) => {
                     return Err(ReadError::Protocol("continuation without a message"));
                 }
-                (Opcode::Text | Opcode::Binary, _, true) => {
+                (Opcode::Text | Opcode::Binary, true) => {
                     return Err(ReadError::Protocol("new message inside a fragmented one"));
                 }
                 _ => {}
             }
+            let so_far = self.message.as_ref().map_or(0, |(_, m)| m.len());
             let size = payload.saturating_add(so_far as u64);
             if size > self.max_message as u64 {
                 return Err(ReadError::TooBig {
@@ -297,8 +297,8 @@ struct Header {
     len: usize,
 }
 
-/// Appends `masked`, unmasked with `mask`, to `into` (whose length is a multiple of nothing
-/// in particular: the mask restarts with every frame).
+/// Appends `masked`, unmasked with `mask`, to `into`. The mask restarts with every frame, so
+/// it is applied from the start of `masked`, wherever `into` ends.
 fn unmask(masked: &[u8], mask: [u8; 4], mut into: BytesMut) -> BytesMut {
     let start = into.len();
     into.extend_from_slice(masked);
